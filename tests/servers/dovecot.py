@@ -1,0 +1,1 @@
+"""Dovecot IMAP server fixture (filled in by the IMAP source work)."""

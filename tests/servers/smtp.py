@@ -1,0 +1,1 @@
+"""aiosmtpd SMTP server fixture (filled in by the transports work)."""
