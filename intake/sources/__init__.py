@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -29,6 +29,8 @@ class Position:
 
     uidvalidity: int = 0
     last_uid: int = 0
+    # Keys already stored, for sources without UIDs (Maildir) that must skip them by name.
+    known_keys: Container[str] = frozenset()
 
 
 class Source(Protocol):
