@@ -1,0 +1,239 @@
+"""The `intake` command: parse options, load settings, call one function, print the result."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from intake import __version__, demo, explain, export, ingest
+from intake.config import Settings, load_settings
+from intake.errors import ConfigError, IntakeError
+from intake.sources import RawMail
+from intake.store import queries
+from intake.store.db import current_revision, open_database, session_factory, upgrade_to_head
+from intake.triage.rules import load_rules
+
+log = logging.getLogger("intake")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def main() -> None:
+    cli(prog_name="intake")
+
+
+def _errors(func: F) -> F:
+    """Map intake's errors onto exit codes: 2 for config and usage, 1 for runtime failures."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            sys.exit(2)
+        except IntakeError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings(ctx: click.Context) -> Settings:
+    obj = ctx.ensure_object(dict)
+    if "settings" not in obj:
+        settings = load_settings(obj.get("config"))
+        logging.basicConfig(
+            level=settings.logging.level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        obj["settings"] = settings
+    settings_: Settings = obj["settings"]
+    return settings_
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(dir_okay=False),
+    envvar="INTAKE_CONFIG",
+    help="Settings file (default config/intake.toml; env INTAKE_CONFIG).",
+)
+@click.version_option(__version__, prog_name="intake")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None) -> None:
+    """intake: email-driven intake and triage for public consultations.
+
+    Reads the consultation mailbox, files every suggestion under themes, stores everything
+    and explains each decision. Settings: config/intake.toml, overridable per key with
+    INTAKE_<SECTION>_<KEY>.
+    """
+    ctx.ensure_object(dict)["config"] = config
+
+
+@cli.command()
+@click.pass_context
+@_errors
+def poll(ctx: click.Context) -> None:
+    """Fetch new mail once: parse, triage and store it, then print a one-line summary."""
+    settings = _settings(ctx)
+    engine = open_database(settings.database.url)
+    rules = load_rules(settings.rules_path)
+    progress = _progress_printer() if sys.stderr.isatty() else None
+    summary = ingest.poll_once(settings, engine, rules, progress=progress)
+    if progress:
+        click.echo("", err=True)
+    click.echo(str(summary))
+
+
+def _progress_printer() -> Callable[[ingest.PollSummary], None]:
+    def show(summary: ingest.PollSummary) -> None:
+        click.echo(f"\r{summary} …", nl=False, err=True)
+
+    return show
+
+
+@cli.command(name="export")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
+              help="File to write (default: standard output).")
+@click.pass_context
+@_errors
+def export_cmd(ctx: click.Context, fmt: str, output: str) -> None:
+    """Write every stored message as JSON Lines or CSV (formula-safe)."""
+    settings = _settings(ctx)
+    engine = open_database(settings.database.url)
+    rows = export.export_rows(engine, settings.consultation.tz)
+    writer = export.write_jsonl if fmt == "jsonl" else export.write_csv
+    with click.open_file(output, "w", encoding="utf-8", newline="" if fmt == "csv" else None) as out:
+        count = writer(rows, out)
+    if output != "-":
+        click.echo(f"wrote {count} messages to {output}", err=True)
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--raw", is_flag=True, help="Write the original message, byte for byte.")
+@click.pass_context
+@_errors
+def show(ctx: click.Context, ref: str, raw: bool) -> None:
+    """Show one stored message in full; REF is its id or Message-ID."""
+    settings = _settings(ctx)
+    engine = open_database(settings.database.url)
+    with session_factory(engine)() as session:
+        message = queries.find_message(session, ref)
+        if raw:
+            sys.stdout.buffer.write(message.raw)
+            sys.stdout.buffer.flush()
+            return
+        ids = queries.message_ids_for(session, [message.duplicate_of_id or 0, message.thread_of_id or 0])
+        click.echo("\n".join(explain.describe_message(message, settings.consultation.tz, ids)))
+
+
+@cli.group()
+def rules() -> None:
+    """Check the rules file, or explain how the rules judge a message."""
+
+
+@rules.command(name="check")
+@click.pass_context
+@_errors
+def rules_check(ctx: click.Context) -> None:
+    """Validate the rules file; print what is wrong with file, key and line."""
+    settings = _settings(ctx)
+    loaded = load_rules(settings.rules_path)
+    click.echo(f"{settings.rules_path}: ok, {loaded.summary()}")
+
+
+@rules.command(name="explain")
+@click.argument("ref")
+@click.pass_context
+@_errors
+def rules_explain(ctx: click.Context, ref: str) -> None:
+    """Explain the kind and themes of a message: REF is an id, a Message-ID or an .eml file."""
+    settings = _settings(ctx)
+    loaded = load_rules(settings.rules_path)
+    path = Path(ref)
+    if path.is_file():
+        data = path.read_bytes()
+        arrived = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+        header = f"{path} (arrival taken as the file's time, {arrived.isoformat()})"
+    else:
+        engine = open_database(settings.database.url)
+        with session_factory(engine)() as session:
+            message = queries.find_message(session, ref)
+            data, arrived = message.raw, message.received_at
+            header = f"message {message.id} <{message.message_id}>, stored as {message.kind}"
+    raw = RawMail(key="explain", data=data, arrived_at=arrived, size=len(data))
+    analysed = ingest.analyse(raw, loaded, ingest.triage_context(settings))
+    click.echo(header)
+    click.echo(f"subject: {analysed.mail.subject}")
+    click.echo("\n".join(explain.explain_verdict(analysed.verdict)))
+
+
+@cli.command()
+@click.pass_context
+@_errors
+def status(ctx: click.Context) -> None:
+    """Counts per kind and theme, the last poll and the mailbox position."""
+    settings = _settings(ctx)
+    engine = open_database(settings.database.url)
+    tz = settings.consultation.tz
+    with session_factory(engine)() as session:
+        counts = queries.counts(session)
+        states = queries.all_mailbox_states(session)
+    click.echo(f"consultation: {settings.consultation.name}")
+    click.echo(f"deadline:     {settings.consultation.deadline_at.astimezone(tz).isoformat()}")
+    click.echo(f"messages:     {counts.total}")
+    click.echo("\n".join(explain.table(sorted(counts.kinds.items()))))
+    click.echo(f"suggestions by primary theme (late {counts.late}, resends {counts.resends}):")
+    click.echo("\n".join(explain.table(sorted((str(k), v) for k, v in counts.themes.items()))))
+    for state in states:
+        last = state.last_success_at.astimezone(tz).isoformat() if state.last_success_at else "never"
+        click.echo(f"mailbox:      {state.source}")
+        click.echo(f"  last good poll: {last}")
+        click.echo(f"  position:       UIDVALIDITY {state.uidvalidity}, last UID {state.last_uid}")
+        if state.last_error:
+            click.echo(f"  last error:     {state.last_error}")
+
+
+@cli.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command(name="upgrade")
+@click.pass_context
+@_errors
+def db_upgrade(ctx: click.Context) -> None:
+    """Migrate the database to the newest schema (also done automatically at start)."""
+    settings = _settings(ctx)
+    engine = open_database(settings.database.url, migrate=False)
+    upgrade_to_head(engine)
+    click.echo(f"database at revision {current_revision(engine)}")
+
+
+@cli.command(name="demo")
+@click.pass_context
+@_errors
+def demo_cmd(ctx: click.Context) -> None:
+    """Deliver the sample mail into the local Maildir, poll it, and show what intake made of it."""
+    settings = _settings(ctx)
+    delivered = demo.deliver_samples(settings.mailbox.url)
+    click.echo(f"delivered {delivered} sample messages into {settings.mailbox.url}")
+    engine = open_database(settings.database.url)
+    summary = ingest.poll_once(settings, engine, load_rules(settings.rules_path))
+    click.echo(f"poll: {summary}")
+    with session_factory(engine)() as session:
+        for line in demo.overview(session, settings.consultation.tz):
+            click.echo(line)
+

@@ -1,0 +1,316 @@
+"""One poll cycle: source → parse → triage → link → store → advance the mailbox position."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from intake import links
+from intake.config import Settings
+from intake.errors import SourceError
+from intake.parsing import parse
+from intake.parsing.parsed import ParsedMail
+from intake.sources import Position, RawMail, Source, open_source
+from intake.store import queries
+from intake.store.db import transaction
+from intake.store.models import AttachmentRecord, Message, SourceItem, ThemeMatch
+from intake.triage import TriageContext, triage
+from intake.triage.rules import Rules
+from intake.triage.verdict import Kind, Reason, Role, Verdict
+
+log = logging.getLogger(__name__)
+
+# Messages analysed before one commit: large enough to amortise the transaction, small enough
+# that a crash repeats little work and memory stays bounded.
+STORE_BATCH = 50
+
+
+@dataclass
+class PollSummary:
+    fetched: int = 0
+    stored: int = 0
+    known: int = 0
+    quarantined: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return (
+            f"fetched {self.fetched}, stored {self.stored}, already known {self.known}, "
+            f"quarantined {self.quarantined}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Analysed:
+    """A message parsed and triaged, ready to store; built without touching the database."""
+
+    raw: RawMail
+    mail: ParsedMail
+    verdict: Verdict
+    sha256: str
+    body_sha256: str
+
+
+def analyse(raw: RawMail, rules: Rules, context: TriageContext) -> Analysed:
+    """Parse and triage one message. Never raises: a failure becomes an `unparseable` verdict."""
+    sha256 = hashlib.sha256(raw.data).hexdigest()
+    body_sha256 = hashlib.sha256(_body_of(raw.data)).hexdigest()
+    mail = parse(raw.data, truncated=raw.truncated)
+    try:
+        verdict = triage(mail, rules, replace(context, received_at=raw.arrived_at))
+    except Exception as exc:  # the per-message boundary: one bad mail never blocks the mailbox
+        log.exception("triage failed for <%s>", mail.message_id)
+        mail = replace(mail, error=f"triage failed: {exc!r}")
+        verdict = quarantine_verdict(f"triage failed: {exc!r}")
+    return Analysed(raw, mail, verdict, sha256, body_sha256)
+
+
+def quarantine_verdict(error: str) -> Verdict:
+    return Verdict(
+        kind=Kind.UNPARSEABLE,
+        kind_reasons=(Reason("unparseable", "structure", error[:500]),),
+        themes=(),
+        late=False,
+        role=Role.PUBLIC,
+    )
+
+
+def triage_context(settings: Settings) -> TriageContext:
+    return TriageContext(
+        received_at=datetime.now(UTC),
+        deadline=settings.consultation.deadline_at,
+        own_addresses=tuple(a.lower() for a in settings.consultation.addresses),
+    )
+
+
+def poll_once(
+    settings: Settings,
+    engine: Engine,
+    rules: Rules,
+    *,
+    progress: Callable[[PollSummary], None] | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    source: Source | None = None,
+) -> PollSummary:
+    """Fetch every new message, store each exactly once, and advance the mailbox position.
+
+    Idempotent: the position only moves past committed messages, and a message already stored
+    (same bytes, or same Message-ID and body) is recorded as known, never stored twice.
+    """
+    own_source = source is None
+    source = source or open_source(settings.mailbox, settings.mailbox_password)
+    summary = PollSummary()
+    context = triage_context(settings)
+    try:
+        with transaction(engine) as session:
+            state = queries.mailbox_state(session, source.name)
+            state.last_poll_at = datetime.now(UTC)
+            position = Position(
+                uidvalidity=state.uidvalidity,
+                last_uid=state.last_uid,
+                known_keys=_known_keys(session, source.name),
+            )
+        batch: list[Analysed] = []
+        for raw in source.fetch_new(position):
+            summary.fetched += 1
+            batch.append(analyse(raw, rules, context))
+            if len(batch) >= STORE_BATCH:
+                store_batch(engine, source, batch, summary)
+                batch = []
+                if progress:
+                    progress(summary)
+            if should_stop():
+                break
+        store_batch(engine, source, batch, summary)
+    except SourceError as exc:
+        _record_failure(engine, source.name, str(exc))
+        raise
+    finally:
+        if own_source:
+            source.close()
+    with transaction(engine) as session:
+        state = queries.mailbox_state(session, source.name)
+        state.last_success_at = datetime.now(UTC)
+        state.last_error = None
+    log.info("poll %s: %s", source.name, summary)
+    return summary
+
+
+def _known_keys(session: Session, source_name: str) -> frozenset[str]:
+    # Only sources without UIDs need the list of stored keys; IMAP resumes from its UID.
+    if source_name.startswith("maildir:"):
+        return queries.known_keys(session, source_name)
+    return frozenset()
+
+
+def _record_failure(engine: Engine, source_name: str, error: str) -> None:
+    with transaction(engine) as session:
+        queries.mailbox_state(session, source_name).last_error = error[:2000]
+
+
+def store_batch(
+    engine: Engine, source: Source, batch: Iterable[Analysed], summary: PollSummary
+) -> None:
+    """Store a batch in one transaction and advance the position with it; then tell the source."""
+    batch = list(batch)
+    if not batch:
+        return
+    with transaction(engine) as session:
+        state = queries.mailbox_state(session, source.name)
+        for item in batch:
+            try:
+                with session.begin_nested():
+                    store_one(session, source.name, item, summary)
+            except Exception as exc:  # the per-message boundary: keep the bytes, mark, go on
+                log.exception("storing <%s> failed; quarantined", item.mail.message_id)
+                with session.begin_nested():
+                    quarantined = replace(
+                        item,
+                        mail=replace(item.mail, error=f"store failed: {exc!r}"),
+                        verdict=quarantine_verdict(f"store failed: {exc!r}"),
+                    )
+                    store_one(session, source.name, quarantined, summary)
+            _advance(state, item.raw.key)
+    source.mark_processed([item.raw.key for item in batch])
+
+
+def _advance(state: queries.MailboxState, key: str) -> None:
+    validity, _, uid = key.partition(":")
+    if not (validity.isdigit() and uid.isdigit()):
+        return  # Maildir keys: the stored keys are the position
+    if int(validity) != state.uidvalidity:
+        state.uidvalidity, state.last_uid = int(validity), int(uid)
+    else:
+        state.last_uid = max(state.last_uid, int(uid))
+
+
+def store_one(session: Session, source_name: str, item: Analysed, summary: PollSummary) -> None:
+    """Store one analysed message, or record where a known one was seen again."""
+    raw, mail, verdict = item.raw, item.mail, item.verdict
+    if queries.has_source_item(session, source_name, raw.key):
+        summary.known += 1
+        return
+    existing = queries.find_known(session, item.sha256, mail.message_id, item.body_sha256)
+    if existing is not None:
+        session.add(SourceItem(source=source_name, key=raw.key, message_pk=existing.id))
+        summary.known += 1
+        log.info("known <%s> again at %s %s", mail.message_id, source_name, raw.key)
+        return
+    message = to_message(source_name, item)
+    _link(session, message, mail)
+    session.add(message)
+    session.flush()
+    session.add(SourceItem(source=source_name, key=raw.key, message_pk=message.id))
+    summary.stored += 1
+    summary.kinds[message.kind] = summary.kinds.get(message.kind, 0) + 1
+    if message.kind == Kind.UNPARSEABLE:
+        summary.quarantined += 1
+        log.warning("quarantined <%s>: %s", message.message_id, message.parse_error)
+    reason = verdict.kind_reason
+    log.info(
+        "stored <%s> id=%s kind=%s reason=%s themes=%s late=%s",
+        message.message_id,
+        message.id,
+        message.kind,
+        reason.code if reason else "-",
+        ",".join(t.theme for t in verdict.themes) or "-",
+        message.late,
+    )
+
+
+def _link(session: Session, message: Message, mail: ParsedMail) -> None:
+    refs = links.thread_refs(mail.in_reply_to, mail.references)
+    thread = links.find_thread(
+        mail.in_reply_to, mail.references, queries.ids_by_message_id(session, refs)
+    )
+    reasons = []
+    if thread is not None:
+        message.thread_of_id = thread.target_id
+        reasons.append(f"reply: {thread.reason}")
+    if message.kind == Kind.SUGGESTION and message.from_addr:
+        earlier = [
+            links.Earlier(row.id, row.subject, row.text, row.duplicate_of_id)
+            for row in queries.earlier_suggestions(session, message.from_addr)
+            if row.id != message.thread_of_id
+        ]
+        resend = links.find_resend(message.subject, message.text, earlier)
+        if resend is not None:
+            message.duplicate_of_id = resend.target_id
+            reasons.append(f"resend: {resend.reason}")
+    message.link_reason = "; ".join(reasons)
+
+
+def to_message(source_name: str, item: Analysed) -> Message:
+    raw, mail, verdict = item.raw, item.mail, item.verdict
+    sender = mail.sender
+    return Message(
+        message_id=mail.message_id,
+        message_id_derived=mail.message_id_derived,
+        sha256=item.sha256,
+        body_sha256=item.body_sha256,
+        raw=raw.data,
+        size=raw.size,
+        truncated=raw.truncated,
+        source=source_name,
+        source_key=raw.key,
+        received_at=raw.arrived_at,
+        date_header=mail.date,
+        stored_at=datetime.now(UTC),
+        from_addr=sender.key if sender else "",
+        from_name=sender.name if sender else "",
+        return_path=mail.return_path,
+        to_addrs=[a.key for a in mail.to],
+        cc_addrs=[a.key for a in mail.cc],
+        subject=mail.subject,
+        in_reply_to=mail.in_reply_to,
+        references=list(mail.references),
+        content_language=mail.content_language,
+        headers={name: list(values) for name, values in mail.headers.items()},
+        language=mail.language,
+        text=mail.text,
+        quoted=mail.quoted,
+        signature=mail.signature,
+        disclaimer=mail.disclaimer,
+        forwarded_from=mail.forwarded_from.key if mail.forwarded_from else None,
+        forwarded_from_name=mail.forwarded_from.name if mail.forwarded_from else None,
+        html_only=mail.html_only,
+        parse_error=mail.error,
+        defects=list(mail.defects),
+        kind=str(verdict.kind),
+        kind_reasons=[r.as_dict() for r in verdict.kind_reasons],
+        primary_theme=verdict.primary_theme,
+        late=verdict.late,
+        sender_role=str(verdict.role),
+        role_reason=str(verdict.role_reason or ""),
+        themes=[
+            ThemeMatch(
+                theme=t.theme, score=t.score, rank=rank, matches=[m.as_dict() for m in t.matches]
+            )
+            for rank, t in enumerate(verdict.themes)
+        ],
+        attachments=[
+            AttachmentRecord(
+                position=n,
+                filename=a.filename,
+                content_type=a.content_type,
+                size=a.size,
+                sha256=a.sha256,
+                is_inline=a.is_inline,
+            )
+            for n, a in enumerate(mail.attachments)
+        ],
+    )
+
+
+def _body_of(data: bytes) -> bytes:
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        end = data.find(separator)
+        if end >= 0:
+            return data[end + len(separator) :]
+    return b""
