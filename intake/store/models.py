@@ -112,6 +112,11 @@ class Message(Base):
     sender_role: Mapped[str] = mapped_column(String(16), default="public")
     role_reason: Mapped[str] = mapped_column(Text, default="")
 
+    # The acknowledgement decision (AR-*): "suppressed" with its reason, or "queued" with the
+    # outbox mail (OutboxMail.message_pk) whose status then tells sent, failed or bounced.
+    ack_status: Mapped[str | None] = mapped_column(String(16), index=True)
+    ack_reason: Mapped[str] = mapped_column(Text, default="")
+
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
     thread_of_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
     link_reason: Mapped[str] = mapped_column(Text, default="")
@@ -126,6 +131,11 @@ class Message(Base):
         remote_side=[id], foreign_keys=[duplicate_of_id]
     )
     thread_of: Mapped[Message | None] = relationship(remote_side=[id], foreign_keys=[thread_of_id])
+    ack: Mapped[OutboxMail | None] = relationship(
+        primaryjoin="and_(OutboxMail.message_pk == Message.id, OutboxMail.purpose == 'ack')",
+        viewonly=True,
+        uselist=False,
+    )
 
 
 class ThemeMatch(Base):
@@ -190,3 +200,34 @@ class MailboxState(Base):
     last_poll_at: Mapped[datetime | None]
     last_success_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class OutboxMail(Base):
+    """A mail to send, rendered and given its Message-ID when queued, so a retry or a crash
+    between sending and recording repeats the identical message, never a different one."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16), index=True)  # "ack" or "digest"
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    envelope_from: Mapped[str] = mapped_column(String(320))
+    recipients: Mapped[list[Any]] = mapped_column(default=list)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[bytes] = deferred(mapped_column(LargeBinary, nullable=False))
+    # For acknowledgements: the suggestion it answers, the sender and thread it counts against.
+    message_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL"), index=True
+    )
+    recipient_key: Mapped[str] = mapped_column(String(320), index=True, default="")
+    thread_root_pk: Mapped[int | None] = mapped_column(Integer, index=True)
+    status: Mapped[str] = mapped_column(
+        String(16), index=True
+    )  # queued|sending|sent|failed|bounced
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    last_attempt_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    server_answer: Mapped[str | None] = mapped_column(Text)

@@ -122,7 +122,9 @@ def message_ids_for(session: Session, pks: Iterable[int]) -> dict[int, str]:
     pks = [pk for pk in pks if pk]
     if not pks:
         return {}
-    return dict(session.execute(select(Message.id, Message.message_id).where(Message.id.in_(pks))).all())
+    return dict(
+        session.execute(select(Message.id, Message.message_id).where(Message.id.in_(pks))).all()
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +137,9 @@ class Counts:
 
 
 def counts(session: Session) -> Counts:
-    kinds = Counter(dict(session.execute(select(Message.kind, func.count()).group_by(Message.kind)).all()))
+    kinds = Counter(
+        dict(session.execute(select(Message.kind, func.count()).group_by(Message.kind)).all())
+    )
     themes = Counter(
         dict(
             session.execute(
@@ -154,7 +158,9 @@ def counts(session: Session) -> Counts:
 
 def all_themes_by_message(session: Session) -> dict[int, list[str]]:
     rows = session.execute(
-        select(ThemeMatch.message_pk, ThemeMatch.theme).order_by(ThemeMatch.message_pk, ThemeMatch.rank)
+        select(ThemeMatch.message_pk, ThemeMatch.theme).order_by(
+            ThemeMatch.message_pk, ThemeMatch.rank
+        )
     )
     result: dict[int, list[str]] = {}
     for pk, theme in rows:
