@@ -247,17 +247,20 @@ class ImapSource:
         for start in range(0, len(uids), self.settings.batch_size):
             batch = uids[start : start + self.settings.batch_size]
             meta = self._fetch_all(client, batch, [b"RFC822.SIZE", b"INTERNALDATE"])
-            if not self._complete(client, batch, meta):
-                return
-            for group in self._size_groups(batch, meta):
+            gap = self._first_gap(client, batch, meta)
+            readable = [uid for uid in batch if uid in meta and (gap is None or uid < gap)]
+            for group in self._size_groups(readable, meta):
                 headers_only = len(group) == 1 and self._is_over(meta[group[0]])
                 items = [b"BODY.PEEK[HEADER]"] if headers_only else [b"BODY.PEEK[]"]
                 data = self._fetch_all(client, group, items)
-                if not self._complete(client, group, data):
-                    return
+                group_gap = self._first_gap(client, group, data)
                 for uid in group:
+                    if group_gap is not None and uid >= group_gap:
+                        return
                     if uid in data:
                         yield self._raw_mail(validity, uid, meta[uid], data[uid])
+            if gap is not None:
+                return
 
     def _fetch_all(self, client: Any, uids: list[int], items: list[bytes]) -> dict[int, Any]:
         """FETCH results for `uids`, asking a second time for any the server left out (IMAP-9)."""
@@ -270,21 +273,21 @@ class ImapSource:
             result.update({uid: again[uid] for uid in missing if uid in again})
         return result
 
-    def _complete(self, client: Any, uids: list[int], data: dict[int, Any]) -> bool:
-        """False when a message that still exists was not returned: the iteration stops there.
+    def _first_gap(self, client: Any, uids: list[int], data: dict[int, Any]) -> int | None:
+        """The first UID that still exists but was not returned: the iteration stops before it.
 
-        Messages expunged since the SEARCH are dropped from `uids` (nothing to read any more).
+        Messages expunged since the SEARCH are no gap: there is nothing left to read.
         """
         missing = [uid for uid in uids if uid not in data]
         if not missing:
-            return True
+            return None
         existing = set(client.search(["UID", ",".join(str(uid) for uid in missing)]))
         gone = [uid for uid in missing if uid not in existing]
         if gone:
             log.info("mailbox %s: UIDs %s were expunged before they were read", self.name, gone)
         stuck = [uid for uid in missing if uid in existing]
         if not stuck:
-            return True
+            return None
         self.stalled_at = stuck[0]
         log.warning(
             "mailbox %s: the server returned nothing for UID %d twice; stopping before it, "
@@ -292,7 +295,7 @@ class ImapSource:
             self.name,
             stuck[0],
         )
-        return False
+        return stuck[0]
 
     def _is_over(self, meta: dict[bytes, Any]) -> bool:
         return int(meta[b"RFC822.SIZE"]) > self.settings.max_message_bytes
