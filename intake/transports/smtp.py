@@ -92,15 +92,25 @@ class SmtpTransport(Transport):
 
     def _open(self) -> smtplib.SMTP:
         address = self._address
-        smtp: smtplib.SMTP
-        if address.implicit_tls:
-            smtp = smtplib.SMTP_SSL(
-                local_hostname=self._local_hostname, timeout=self._timeout, context=self._context
-            )
-        else:
-            smtp = smtplib.SMTP(local_hostname=self._local_hostname, timeout=self._timeout)
+        smtp: smtplib.SMTP | None = None
         try:
-            smtp.connect(address.host, address.port)
+            # The host goes to the constructor, which connects: smtplib takes the name that
+            # TLS checks the certificate against from there, not from connect().
+            if address.implicit_tls:
+                smtp = smtplib.SMTP_SSL(
+                    address.host,
+                    address.port,
+                    local_hostname=self._local_hostname,
+                    timeout=self._timeout,
+                    context=self._context,
+                )
+            else:
+                smtp = smtplib.SMTP(
+                    address.host,
+                    address.port,
+                    local_hostname=self._local_hostname,
+                    timeout=self._timeout,
+                )
             smtp.ehlo()
             if address.starttls:
                 smtp.starttls(context=self._context)
@@ -108,7 +118,8 @@ class SmtpTransport(Transport):
             if self._password:
                 smtp.login(address.username, self._password)
         except (smtplib.SMTPException, OSError) as exc:
-            smtp.close()
+            if smtp is not None:
+                smtp.close()
             raise self._error(self._describe_connect_failure(exc), permanent=False) from None
         log.debug("connected to %s", self.name)
         return smtp
@@ -161,7 +172,10 @@ class SmtpTransport(Transport):
                     refused[recipient] = (code, reply)
             if len(refused) == len(mail.recipients):
                 raise self._all_refused(refused)
+            # data() raises for a refused DATA command but returns the answer to the message.
             code, reply = smtp.data(_with_crlf(mail.data))
+            if code != 250:
+                raise self._reply_error("DATA", code, reply)
         except smtplib.SMTPNotSupportedError as exc:
             # Raised by smtplib before sending when SMTPUTF8 is needed but not offered.
             raise self._error(f"{self.name}: {exc}", permanent=True) from None
