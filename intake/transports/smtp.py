@@ -67,8 +67,11 @@ class SmtpTransport(Transport):
         When the relay refuses some recipients but accepts others, the mail has gone to those;
         it is not retried (that would repeat it) and the refused ones are named in the answer.
         """
-        self._pacer.wait()
+        # Connect before pacing: a relay that is down costs no slot, so a queue of mail
+        # meeting a dead relay fails fast instead of sleeping between connection attempts.
         smtp = self._connection()
+        if self._pacer.wait():
+            smtp = self._connection()  # the wait may have outlasted the relay's idle time-out
         try:
             return self._transact(smtp, mail)
         except TransportError:
