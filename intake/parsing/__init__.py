@@ -1,0 +1,239 @@
+"""parse(data: bytes) -> ParsedMail; never raises (failure is a value)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import message_from_bytes
+from email.message import Message
+from email.parser import BytesHeaderParser
+from typing import Any
+
+import mailparser
+from mailparser.exceptions import MailParserRecursionError
+
+from intake.parsing.body import Body, extract_body
+from intake.parsing.charsets import is_western
+from intake.parsing.forwards import Forward, find_inline_forward, forward_from_message
+from intake.parsing.headers import (
+    addresses_from_values,
+    all_ids,
+    content_type_of,
+    derive_message_id,
+    first_id,
+    header_map,
+    parse_date,
+    raw_header_items,
+    return_path,
+    to_addresses,
+)
+from intake.parsing.language import detect_language
+from intake.parsing.parsed import Address, Attachment, ParsedMail
+from intake.parsing.quotes import Reply, split_reply
+from intake.parsing.repair import repair_header_block
+
+__all__ = ["Address", "Attachment", "ParsedMail", "parse"]
+
+log = logging.getLogger(__name__)
+
+TRUNCATED_DEFECT = "TruncatedMessage"  # only the headers were fetched (over the size limit)
+MAILPARSER_DEFECT = "MailParserFailed"  # mail-parser raised; the stdlib parse was used instead
+NO_FROM_DEFECT = "FromMissing"  # no usable From address; sender taken from Sender/Reply-To
+MAX_ERROR = 500  # characters of an exception message kept in ParsedMail.error
+
+
+def parse(data: bytes, *, truncated: bool = False) -> ParsedMail:
+    """What intake reads from a message's bytes.
+
+    Never raises: any failure (deep nesting, malformed headers, a library bug) gives a
+    ParsedMail with `error` set and whatever the headers alone could tell.
+    `truncated=True` says the bytes are only the headers plus a note, because the message was
+    over the size limit; it is parsed as it is and marked with a defect.
+    """
+    try:
+        return _parse(data, truncated=truncated)
+    except Exception as exc:  # the contract: a failure is a value, stored and quarantined
+        log.debug("parse failed, falling back to headers only", exc_info=True)
+        error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
+        return _parse_headers_only(data, error=error, truncated=truncated)
+
+
+@dataclass(frozen=True, slots=True)
+class _Text:
+    reply: Reply
+    forwarded_from: Address | None = None
+
+
+def _parse(original: bytes, *, truncated: bool) -> ParsedMail:
+    data, repairs = repair_header_block(original)
+    parser: Any = None
+    defects: list[str] = [*repairs]
+    try:
+        parser = mailparser.parse_from_bytes(data)
+        msg: Message = parser.message
+        defects.extend(sorted(parser.defects_categories))
+    except MailParserRecursionError:
+        raise  # the stdlib parser would recurse just as deep; headers only
+    except Exception:
+        # mail-parser has bugs of its own on odd structures (an epilogue it cannot find in
+        # SendGrid bounces); the stdlib compat32 parse it wraps still reads the message.
+        log.debug("mail-parser failed; parsing with the stdlib", exc_info=True)
+        msg = message_from_bytes(data)
+        defects.append(MAILPARSER_DEFECT)
+        defects.extend(sorted({type(d).__name__ for p in msg.walk() for d in p.defects}))
+    headers = header_map(raw_header_items(msg), _charset_hint(msg))
+    fields = _header_fields(headers, original)
+    if parser is not None:
+        fields.update(
+            sender=_pick_sender(_pairs(parser, "from_")) or fields["sender"],
+            to=_pairs(parser, "to") or fields["to"],
+            cc=_pairs(parser, "cc") or fields["cc"],
+            reply_to=_pairs(parser, "reply_to") or fields["reply_to"],
+        )
+        if fields["date"] is None and isinstance(parser.date, datetime):
+            # mail-parser reads some dates the stdlib rejects; it reports them in UTC (PARSE-7).
+            date = parser.date
+            fields["date"] = date if date.tzinfo else date.replace(tzinfo=UTC)
+    if fields["sender"] is None:
+        # Without a usable From, Sender (RFC 5322 §3.6.2) or else Reply-To is who wrote it, as
+        # far as anyone can tell (Zammad falls back the same way); a defect says so.
+        fallback = _pick_sender(addresses_from_values(headers.get("sender", ())))
+        fields["sender"] = fallback or _pick_sender(fields["reply_to"])
+        defects.append(NO_FROM_DEFECT)
+    content_type, report_type = content_type_of(msg)
+    body = extract_body(msg)
+    chosen = _choose_text(body, str(fields["subject"]), content_type)
+    defects.extend(body.defects)
+    if truncated:
+        defects.append(TRUNCATED_DEFECT)
+    reply = chosen.reply
+    language = detect_language(f"{fields['subject']}\n{reply.text}") or detect_language(
+        reply.quoted
+    )
+    return ParsedMail(
+        **fields,
+        headers=headers,
+        content_type=content_type,
+        report_type=report_type,
+        part_types=tuple(part.get_content_type().lower() for part in msg.walk()),
+        text=reply.text,
+        quoted=reply.quoted,
+        signature=reply.signature,
+        disclaimer=reply.disclaimer,
+        forwarded_from=chosen.forwarded_from,
+        html_only=body.html_only,
+        attachments=tuple(body.attachments),
+        language=language,
+        defects=tuple(dict.fromkeys(defects)),
+    )
+
+
+def _choose_text(body: Body, subject: str, content_type: str) -> _Text:
+    """Split the body into new text and the rest, following a forward when it is all there is."""
+    forward: Forward | None = find_inline_forward(body.text, subject)
+    # A report's attached message is the bounced original, not a forward (RFC 3464).
+    if forward is None and body.messages and content_type != "multipart/report":
+        forward = forward_from_message(body.text, body.messages[0])
+    if forward is None:
+        return _Text(split_reply(body.text))
+    note = split_reply(forward.note)
+    if not note.text:
+        inner = split_reply(forward.text)
+        return _Text(
+            Reply(
+                text=inner.text,
+                quoted=_join(note.quoted, inner.quoted),
+                signature=_join(note.signature, inner.signature),
+                disclaimer=_join(note.disclaimer, inner.disclaimer),
+            ),
+            forwarded_from=forward.author,
+        )
+    forwarded = _join(forward.header, forward.text)
+    return _Text(
+        Reply(
+            text=note.text,
+            quoted=_join(note.quoted, forwarded),
+            signature=note.signature,
+            disclaimer=note.disclaimer,
+        )
+    )
+
+
+def _join(*parts: str) -> str:
+    return "\n\n".join(part for part in parts if part)
+
+
+def _pairs(parser: Any, attribute: str) -> tuple[Address, ...]:
+    # mail-parser's structural address scanner copes with "To: \"" and "a@x <b@y>"; it answers
+    # "" for an absent header and a list of (name, address) pairs otherwise.
+    value = getattr(parser, attribute)
+    if not isinstance(value, list):
+        return ()
+    return to_addresses((str(name), str(addr)) for name, addr in value)
+
+
+def _pick_sender(addresses: tuple[Address, ...]) -> Address | None:
+    # A second, well-formed From after a garbled one (zammad mail017) is the usable one.
+    usable = [address for address in addresses if "@" in address.addr]
+    return usable[0] if usable else (addresses[0] if addresses else None)
+
+
+def _charset_hint(msg: Message) -> str | None:
+    """The message's most telling charset: how raw 8-bit header bytes were likely written.
+
+    A non-western charset anywhere wins over a western one: Chinese spam often declares
+    iso-8859-1 on a dummy first part and gb2312 on the real one (zammad mail046).
+    """
+    charsets = [str(c) for c in (part.get_content_charset() for part in msg.walk()) if c]
+    return next((c for c in charsets if not is_western(c)), charsets[0] if charsets else None)
+
+
+def _header_fields(headers: Mapping[str, tuple[str, ...]], data: bytes) -> dict[str, Any]:
+    """The header-derived ParsedMail fields, from decoded header values alone."""
+
+    def first(name: str) -> str:
+        values = headers.get(name, ())
+        return values[0] if values else ""
+
+    message_id = first_id(first("message-id"))
+    in_reply_to = first("in-reply-to")
+    return {
+        "message_id": message_id or derive_message_id(headers, data),
+        "message_id_derived": message_id is None,
+        "sender": _pick_sender(addresses_from_values(headers.get("from", ()))),
+        "to": addresses_from_values(headers.get("to", ())),
+        "cc": addresses_from_values(headers.get("cc", ())),
+        "reply_to": addresses_from_values(headers.get("reply-to", ())),
+        "return_path": return_path(headers),
+        "subject": " ".join(first("subject").split()),
+        "date": parse_date(first("date")),
+        "in_reply_to": first_id(in_reply_to) if in_reply_to else None,
+        "references": tuple(
+            id_ for value in headers.get("references", ()) for id_ in all_ids(value)
+        ),
+        "content_language": first("content-language") or None,
+    }
+
+
+def _parse_headers_only(data: bytes, *, error: str, truncated: bool) -> ParsedMail:
+    headers: dict[str, tuple[str, ...]] = {}
+    content_type = ""
+    try:
+        msg = BytesHeaderParser().parsebytes(data)
+        headers = header_map(raw_header_items(msg))
+        content_type = msg.get_content_type().lower()
+        fields = _header_fields(headers, data)
+    except Exception:  # even the headers are unreadable: keep only a derived id
+        log.debug("header fallback failed", exc_info=True)
+        fields = _header_fields({}, data)
+    return ParsedMail(
+        **fields,
+        headers=headers,
+        content_type=content_type,
+        part_types=(content_type,) if content_type else (),
+        text="",
+        defects=("ParseError", TRUNCATED_DEFECT) if truncated else ("ParseError",),
+        error=error,
+    )

@@ -56,6 +56,7 @@ class ParsedMail:
     content_type: str  # top-level, lower case, without parameters
     part_types: tuple[str, ...]  # every MIME type in the tree, lower case, in order
     text: str  # the new text of the message: quotes, signature, disclaimer split off
+    report_type: str | None = None  # multipart/report's report-type (RFC 6522), lower case
     quoted: str = ""
     signature: str = ""
     disclaimer: str = ""
@@ -75,5 +76,5 @@ class ParsedMail:
         return self.headers.get(name.lower(), ())
 
     def has_header(self, name: str) -> bool:
-        """True when the header is present, even with an empty value (X-MS-Exchange-Message-Is-Ndr)."""
+        """True when the header is present, even empty (X-MS-Exchange-Message-Is-Ndr)."""
         return name.lower() in self.headers

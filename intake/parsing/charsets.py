@@ -1,0 +1,137 @@
+"""Bytes → text with charset repair for the labels real mail gets wrong."""
+
+from __future__ import annotations
+
+import codecs
+import re
+
+# Labels that Outlook and webmail put on text that is really Windows-1252 (€ = 0x80, curly
+# quotes 0x91–0x94). The WHATWG Encoding Standard maps all of them to windows-1252 as well.
+_CP1252_LABELS = frozenset(
+    {
+        "iso-8859-1",
+        "iso8859-1",
+        "iso_8859-1",
+        "latin-1",
+        "latin1",
+        "l1",
+        "us-ascii",
+        "ascii",
+        "windows-1252",
+        "cp1252",
+        "x-user-defined",
+        "",
+    }
+)
+
+# Labels whose text is often written with the larger superset (Zammad issue #6144 and friends):
+# decode with the superset, which reads the smaller charset identically.
+_SUPERSETS = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "big5": "big5hkscs",
+    "ks_c_5601-1987": "cp949",
+    "euc-kr": "cp949",
+    "shift_jis": "cp932",
+    "x-sjis": "cp932",
+    "iso-8859-8-i": "iso-8859-8",
+    "unicode-1-1-utf-7": "utf-7",  # IANA alias Python does not know (zammad mail018)
+}
+
+# ISO-2022-JP is 7-bit, so raw 8-bit bytes in a header of such a message are in one of the
+# 8-bit Japanese encodings, Shift_JIS most often (zammad mail093).
+_RAW_8BIT_FAMILY = {"iso-2022-jp": ("cp932", "euc_jp")}
+
+# ISO-2022-JP is 7-bit and announces itself with ESC $ B / ESC $ @ (RFC 1468); mail without a
+# charset parameter (zammad mail116) still says what it is.
+_ISO2022JP = re.compile(rb"\x1b\$[@B]")
+
+
+def normalise_label(label: str | None) -> str:
+    """The charset label lower-cased and stripped of quotes and blanks ("" when absent)."""
+    return (label or "").strip().strip("\"'").strip().lower()
+
+
+def decode_text(data: bytes, label: str | None) -> tuple[str, bool]:
+    """Return the text of `data` and whether the declared charset had to be overridden.
+
+    Never raises: undecodable bytes become U+FFFD as a last resort.
+    """
+    name = normalise_label(label)
+    if name in _CP1252_LABELS:
+        if _ISO2022JP.search(data) and data.isascii():
+            return _decode_strict(data, "iso-2022-jp") or data.decode("ascii", "replace"), True
+        # Mislabelled UTF-8 is common too (webmail forms posting UTF-8 as "iso-8859-1"); valid
+        # UTF-8 with non-ASCII bytes is practically never intended as cp1252 (Discourse tries
+        # utf-8 first for the same reason).
+        if not data.isascii():
+            as_utf8 = _decode_strict(data, "utf-8")
+            if as_utf8 is not None:
+                return as_utf8, name not in ("", "us-ascii", "ascii")
+        return _decode_cp1252(data), name in ("us-ascii", "ascii") and not data.isascii()
+    codec = _SUPERSETS.get(name, name)
+    text = _decode_strict(data, codec)
+    if text is not None:
+        return text, False
+    text = _decode_strict(data, "utf-8")
+    if text is not None:
+        return text, True
+    return _decode_cp1252(data), True
+
+
+def _decode_strict(data: bytes, codec: str) -> str | None:
+    try:
+        codecs.lookup(codec)
+        text = data.decode(codec)
+    except (LookupError, UnicodeError, ValueError):
+        return None
+    try:
+        # Some codecs (utf-7, utf-16 on odd input) yield lone surrogates, which break every
+        # UTF-8 sink later on; treat that as a failed decode.
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return text
+
+
+def _decode_cp1252(data: bytes) -> str:
+    # Five bytes (0x81, 0x8D, 0x8F, 0x90, 0x9D) are undefined in cp1252; read them as
+    # Latin-1 control characters rather than failing, as browsers do.
+    return data.decode("cp1252", errors="_intake_latin1")
+
+
+def _latin1_fallback(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    chunk = error.object[error.start : error.end]
+    return bytes(chunk).decode("latin-1"), error.end
+
+
+codecs.register_error("_intake_latin1", _latin1_fallback)
+
+
+def unsurrogate(value: str, hint: str | None = None) -> str:
+    """Undo the surrogateescape of raw 8-bit header bytes: UTF-8, else `hint`, else cp1252.
+
+    RFC 6532 allows UTF-8 in headers; older clients put raw bytes in the body's charset, so the
+    message's own charset (`hint`) is the next best guess.
+    """
+    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+        return value
+    raw = value.encode("utf-8", "surrogateescape")
+    as_utf8 = _decode_strict(raw, "utf-8")
+    if as_utf8 is not None:
+        return as_utf8
+    name = normalise_label(hint)
+    if name and name not in _CP1252_LABELS:
+        for codec in (_SUPERSETS.get(name, name), *_RAW_8BIT_FAMILY.get(name, ())):
+            text = _decode_strict(raw, codec)
+            if text is not None:
+                return text
+    return _decode_cp1252(raw)
+
+
+def is_western(label: str | None) -> bool:
+    """True for the labels read as cp1252 (and for no label at all)."""
+    return normalise_label(label) in _CP1252_LABELS
