@@ -459,3 +459,10 @@ def test_arrival_times_are_utc_for_every_message(imap_mailbox: Dovecot, open_ima
 
     assert mail.arrived_at.tzinfo is UTC
     assert abs(datetime.now(UTC) - mail.arrived_at) < timedelta(minutes=5)
+
+
+def test_missing_folder_is_a_source_error_naming_it(imap_mailbox: Dovecot, open_imap: Any):
+    source = open_imap(folder="Bestaat niet")
+
+    with pytest.raises(SourceError, match="cannot open folder 'Bestaat niet'"):
+        list(source.fetch_new(Position()))

@@ -163,6 +163,8 @@ class ImapSource:
             except RETRYABLE as exc:
                 failures += 1
                 self._retry_or_give_up(exc, failures)
+            except IMAPClientError as exc:
+                raise self._refused(exc) from None
 
     def current_validity(self) -> int:
         """The folder's UIDVALIDITY."""
@@ -461,6 +463,15 @@ class ImapSource:
             except RETRYABLE as exc:
                 failures += 1
                 self._retry_or_give_up(exc, failures)
+            except IMAPClientError as exc:
+                raise self._refused(exc) from None
+
+    def _refused(self, exc: IMAPClientError) -> SourceError:
+        """A SourceError for a command the server answered NO or BAD; drops the connection."""
+        self._drop()
+        return SourceError(
+            f"mailbox {self.name}: the server refused a command: {self._redact(exc)}"
+        )
 
     def _retry_or_give_up(self, exc: BaseException, failures: int) -> None:
         """Drop the broken connection, then wait before the next attempt or raise SourceError."""
