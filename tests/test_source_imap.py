@@ -466,3 +466,24 @@ def test_missing_folder_is_a_source_error_naming_it(imap_mailbox: Dovecot, open_
 
     with pytest.raises(SourceError, match="cannot open folder 'Bestaat niet'"):
         list(source.fetch_new(Position()))
+
+
+def test_without_move_only_the_given_messages_are_copied_and_expunged(
+    imap_mailbox: Dovecot, open_imap: Any, monkeypatch: pytest.MonkeyPatch
+):
+    # A server without MOVE (RFC 6851): COPY, \Deleted and UID EXPUNGE of just those UIDs.
+    real_capabilities = IMAPClient.capabilities
+    monkeypatch.setattr(
+        IMAPClient,
+        "capabilities",
+        lambda self: tuple(c for c in real_capabilities(self) if c != b"MOVE"),
+    )
+    staff_deleted = imap_mailbox.append(message(1), flags=[r"\Deleted"])
+    imap_mailbox.append(message(2))
+    source = open_imap(processed_folder="Verwerkt")
+    mails = list(source.fetch_new(Position()))
+
+    source.mark_processed([mails[1].key])
+
+    assert imap_mailbox.uids("INBOX") == [staff_deleted]
+    assert len(imap_mailbox.uids("Verwerkt")) == 1

@@ -174,7 +174,7 @@ class ImapSource:
         """Move the messages with these keys to `processed_folder`, when one is set (IMAP-13).
 
         Only the given messages move. Keys of an older UIDVALIDITY are void and skipped. Without
-        MOVE it copies, flags the copies' originals \\Deleted and expunges just those UIDs
+        MOVE it copies, flags the originals \\Deleted and expunges just those UIDs
         (UIDPLUS); it never runs a plain EXPUNGE, which would remove other flagged mail too.
         """
         target = self.settings.processed_folder
@@ -203,6 +203,8 @@ class ImapSource:
             log.warning("mailbox %s: connection lost during IDLE: %s", self.name, self._redact(exc))
             self._drop()
             return True
+        except IMAPClientError as exc:
+            raise self._refused(exc) from None
         responses = [*responses, *done[1]]
         return any(len(r) >= 2 and r[1] in (b"EXISTS", b"RECENT") for r in responses)
 
