@@ -487,3 +487,28 @@ def test_without_move_only_the_given_messages_are_copied_and_expunged(
 
     assert imap_mailbox.uids("INBOX") == [staff_deleted]
     assert len(imap_mailbox.uids("Verwerkt")) == 1
+
+
+def test_open_source_reads_an_imap_url(imap_mailbox: Dovecot):
+    imap_mailbox.append(message(1))
+    source = open_source(imap_mailbox.mailbox(tls="starttls"), imap_mailbox.password)
+    try:
+        assert subjects(list(source.fetch_new(Position()))) == ["Suggestie 1"]
+        assert source.name == imap_mailbox.url(tls="starttls")
+    finally:
+        source.close()
+
+
+def test_idle_wait_is_false_at_once_without_idle_support(
+    imap_mailbox: Dovecot, open_imap: Any, monkeypatch: pytest.MonkeyPatch
+):
+    real_capabilities = IMAPClient.capabilities
+    monkeypatch.setattr(
+        IMAPClient,
+        "capabilities",
+        lambda self: tuple(c for c in real_capabilities(self) if c != b"IDLE"),
+    )
+    started = time.monotonic()
+
+    assert open_imap().idle_wait(10) is False
+    assert time.monotonic() - started < 2
