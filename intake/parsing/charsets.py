@@ -39,6 +39,8 @@ _SUPERSETS = {
     "unicode-1-1-utf-7": "utf-7",  # IANA alias Python does not know (zammad mail018)
 }
 
+# Bytes where cp1252 has printable characters and ISO-8859-1 has C1 control codes.
+_C1 = re.compile(rb"[\x80-\x9f]")
 # ISO-2022-JP is 7-bit, so raw 8-bit bytes in a header of such a message are in one of the
 # 8-bit Japanese encodings, Shift_JIS most often (zammad mail093).
 _RAW_8BIT_FAMILY = {"iso-2022-jp": ("cp932", "euc_jp")}
@@ -69,7 +71,9 @@ def decode_text(data: bytes, label: str | None) -> tuple[str, bool]:
             as_utf8 = _decode_strict(data, "utf-8")
             if as_utf8 is not None:
                 return as_utf8, name not in ("", "us-ascii", "ascii")
-        return _decode_cp1252(data), name in ("us-ascii", "ascii") and not data.isascii()
+        # Report the repair only where cp1252 and the declared charset differ.
+        differs = not data.isascii() if name in ("us-ascii", "ascii") else bool(_C1.search(data))
+        return _decode_cp1252(data), differs
     codec = _SUPERSETS.get(name, name)
     text = _decode_strict(data, codec)
     if text is not None:
