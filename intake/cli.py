@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from intake import __version__, demo, explain, export, ingest
+from intake import __version__, demo, explain, export, ingest, outbox
 from intake.config import Settings, load_settings
 from intake.errors import ConfigError, IntakeError
 from intake.sources import RawMail
@@ -92,7 +92,56 @@ def poll(ctx: click.Context) -> None:
     summary = ingest.poll_once(settings, engine, rules, progress=progress)
     if progress:
         click.echo("", err=True)
-    click.echo(str(summary))
+    delivery = outbox.deliver_due(settings, engine)
+    click.echo(f"{summary}; outbox: {delivery}")
+
+
+@cli.command()
+@click.pass_context
+@_errors
+def send(ctx: click.Context) -> None:
+    """Send the queued acknowledgements and digests that are due."""
+    settings = _settings(ctx)
+    engine = open_database(settings.database.url)
+    click.echo(str(outbox.deliver_due(settings, engine)))
+
+
+@cli.group(name="outbox", invoke_without_command=True)
+@click.pass_context
+@_errors
+def outbox_cmd(ctx: click.Context) -> None:
+    """List queued, failed and recently sent mail."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = _settings(ctx)
+    engine = open_database(settings.database.url)
+    tz = settings.consultation.tz
+    rows = outbox.listing(engine)
+    if not rows:
+        click.echo("the outbox is empty")
+    for row in rows:
+        when = (row.sent_at or row.next_attempt_at).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+        click.echo(
+            f"{row.id:>5}  {row.status:<8} {when}  {row.purpose:<6} {', '.join(row.recipients)[:40]:<40}"
+            f"  {row.subject[:50]}"
+        )
+        if row.last_error and row.status != "sent":
+            click.echo(f"       attempts {row.attempts}: {row.last_error}")
+
+
+@outbox_cmd.command(name="retry")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all-failed", is_flag=True, help="Queue every failed mail again.")
+@click.pass_context
+@_errors
+def outbox_retry(ctx: click.Context, ids: tuple[int, ...], all_failed: bool) -> None:
+    """Queue failed mail again: by ID, or --all-failed."""
+    if bool(ids) == all_failed:
+        raise click.UsageError("give outbox IDs or --all-failed")
+    settings = _settings(ctx)
+    engine = open_database(settings.database.url)
+    count = outbox.retry(engine, None if all_failed else list(ids), datetime.now(UTC))
+    click.echo(f"queued {count} mail(s) again")
 
 
 def _progress_printer() -> Callable[[ingest.PollSummary], None]:
@@ -114,8 +163,12 @@ def export_cmd(ctx: click.Context, fmt: str, output: str) -> None:
     engine = open_database(settings.database.url)
     rows = export.export_rows(engine, settings.consultation.tz)
     writer = export.write_jsonl if fmt == "jsonl" else export.write_csv
-    with click.open_file(output, "w", encoding="utf-8", newline="" if fmt == "csv" else None) as out:
-        count = writer(rows, out)
+    if output == "-":
+        count = writer(rows, sys.stdout)
+    else:
+        # newline="" lets the csv module write its own CRLF row ends (RFC 4180).
+        with open(output, "w", encoding="utf-8", newline="" if fmt == "csv" else None) as out:
+            count = writer(rows, out)
     if output != "-":
         click.echo(f"wrote {count} messages to {output}", err=True)
 
@@ -151,7 +204,10 @@ def rules_check(ctx: click.Context) -> None:
     """Validate the rules file; print what is wrong with file, key and line."""
     settings = _settings(ctx)
     loaded = load_rules(settings.rules_path)
-    click.echo(f"{settings.rules_path}: ok, {loaded.summary()}")
+    click.echo(
+        f"{settings.rules_path}: ok, {len(loaded.themes)} themes, {len(loaded.rules)} theme rules, "
+        f"{len(loaded.kind_patterns)} subject patterns"
+    )
 
 
 @rules.command(name="explain")

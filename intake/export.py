@@ -66,7 +66,24 @@ def row_for(message: Message, tz: ZoneInfo, link_ids: dict[int, str]) -> dict[st
         "thread_of": link_ids.get(message.thread_of_id or 0),
         "text": message.text,
         "attachments": [a.filename for a in message.attachments],
-        "ack": None,
+        "ack": ack_field(message),
+    }
+
+
+def ack_field(message: Message) -> dict[str, Any] | None:
+    """The acknowledgement decision: `{status, reason, message_id, sent_at}`, or None before one."""
+    if message.ack_status is None:
+        return None
+    row = message.ack
+    if message.ack_status == "suppressed" or row is None:
+        return {"status": message.ack_status, "reason": message.ack_reason, "message_id": None,
+                "sent_at": None}
+    status = "queued" if row.status == "sending" else row.status
+    return {
+        "status": status,
+        "reason": message.ack_reason,
+        "message_id": row.message_id,
+        "sent_at": row.sent_at.isoformat() if row.sent_at else None,
     }
 
 

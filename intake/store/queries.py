@@ -109,7 +109,11 @@ def iter_messages(session: Session, batch: int = 500) -> Iterator[Message]:
             .where(Message.id > last)
             .order_by(Message.id)
             .limit(batch)
-            .options(selectinload(Message.themes), selectinload(Message.attachments))
+            .options(
+                selectinload(Message.themes),
+                selectinload(Message.attachments),
+                selectinload(Message.ack),
+            )
         ).all()
         if not rows:
             return
