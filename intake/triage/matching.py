@@ -24,6 +24,17 @@ class Normalised:
             return ""
         return self.original[self.origin[start] : self.origin[end - 1] + 1]
 
+    def original_word(self, start: int, end: int) -> str:
+        """Like `original_span`, widened to whole words: "parkeer" shows as "parkeergarages"."""
+        if start >= end:
+            return ""
+        first, last = self.origin[start], self.origin[end - 1] + 1
+        while first > 0 and self.original[first - 1].isalnum():
+            first -= 1
+        while last < len(self.original) and self.original[last].isalnum():
+            last += 1
+        return self.original[first:last]
+
 
 def fold(text: str) -> str:
     """`text` case-folded, without accents, with runs of whitespace made one space, and stripped."""

@@ -27,7 +27,7 @@ def find_matches(mail: ParsedMail, rules: Rules) -> list[Match]:
                 if key in seen:
                     continue
                 seen.add(key)
-                matched = folded.original_span(hit.start, hit.end)
+                matched = folded.original_word(hit.start, hit.end)
                 matches.append(Match(rule.id, field, matched, rule.weight * factor))
     if mail.sender is not None:
         for rule in rules.rules:
@@ -41,7 +41,8 @@ def score_themes(mail: ParsedMail, rules: Rules) -> tuple[ThemeScore, ...]:
 
     The primary theme has the highest score (ties go to the theme listed first in the rules
     file). A secondary theme is kept when it reaches `secondary_min_share` of the primary's score
-    or has `secondary_min_terms` distinct terms, so one stray word does not add a theme.
+    or has `secondary_min_terms` distinct words of weight 1 or more, so a stray word or a
+    few faint hints do not add a theme.
     """
     theme_of = {rule.id: rule.theme for rule in rules.rules}
     by_theme: dict[str, list[Match]] = {}
@@ -62,7 +63,11 @@ def score_themes(mail: ParsedMail, rules: Rules) -> tuple[ThemeScore, ...]:
     kept = [
         theme
         for theme in rest
-        if theme.score >= floor
-        or len({fold(m.matched) for m in theme.matches}) >= rules.scoring.secondary_min_terms
+        if theme.score >= floor or _distinct_terms(theme) >= rules.scoring.secondary_min_terms
     ]
     return (primary, *kept)
+
+
+def _distinct_terms(theme: ThemeScore) -> int:
+    """Distinct words behind a theme's score, leaving out faint hints (weight below 1)."""
+    return len({fold(match.matched) for match in theme.matches if match.weight >= 1})
