@@ -21,6 +21,9 @@ from intake.triage.verdict import Kind, Verdict
 LANGUAGES = ("nl", "en")
 # Our own loop header (AR-9, like RT's X-RT-Loop-Prevention); its value is our Message-ID domain.
 LOOP_HEADER = "X-Intake-Loop"
+# Our Message-IDs end in ".intake@<domain>": the domain alone is not enough, because mail clients
+# such as Thunderbird put the sender's own domain (maastricht.nl) into the ids they make.
+MESSAGE_ID_TAG = "intake"
 MAX_VALUE_CHARS = 150  # SMTP-10: reused subjects and names are capped
 MAX_LISTED = 20  # attachment and theme names listed in an acknowledgement
 MAX_REFERENCES = 20  # RFC 5322 §3.6.4 allows trimming References; keep the first and the last
@@ -88,9 +91,14 @@ def is_own_address(mail: ParsedMail, policy: AckPolicy) -> str | None:
 
 
 def has_own_message_id(mail: ParsedMail, policy: AckPolicy) -> str | None:
-    domain = mail.message_id.rpartition("@")[2].strip(" >").lower()
+    local, _, domain = mail.message_id.strip(" <>").lower().rpartition("@")
     mine = policy.own_message_id_domain
-    if mine and not mail.message_id_derived and domain == mine:
+    if (
+        mine
+        and not mail.message_id_derived
+        and domain == mine
+        and local.endswith(f".{MESSAGE_ID_TAG}")
+    ):
         return mail.message_id
     return None
 
@@ -527,7 +535,7 @@ def build_acknowledgement(
     subject, text, html = render("ack", language, ack_context(ack, settings))
     subject = clean_text(subject, 200)
     domain = _checked_domain(settings.message_id_domain)
-    message_id = make_msgid(domain=domain)
+    message_id = make_msgid(idstring=MESSAGE_ID_TAG, domain=domain)
 
     msg = EmailMessage()
     msg["From"] = _sender(settings)
@@ -546,11 +554,11 @@ def build_acknowledgement(
     # Read by helpdesks and responders that ignore Auto-Submitted (Zammad, Discourse); unlike
     # bulk/junk it does not mark the ack as bulk mail for spam filters.
     msg["Precedence"] = "auto_reply"
-    msg["Content-Language"] = language
     msg[LOOP_HEADER] = domain
     # SMTP-8: plain first, HTML last (the preferred part); quoted-printable stays 7-bit clean.
     msg.set_content(text, charset="utf-8", cte="quoted-printable")
     msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    msg["Content-Language"] = language  # after the body: set_content drops Content-* headers
     policy = email.policy.SMTP if ack.recipient.isascii() else email.policy.SMTPUTF8
     return BuiltMail(
         message_id=message_id.strip("<>"),
