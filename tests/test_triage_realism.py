@@ -1,4 +1,4 @@
-"""Realism: short suggestions as council members and partners write them, with the theme a person picks."""
+"""Realism: suggestions as council members and partners write them, and the theme people pick."""
 
 from __future__ import annotations
 
@@ -203,42 +203,52 @@ SUGGESTIONS = [
     # Harder ones: mixed vocabulary, generic subjects.
     (
         "Smart City",
-        "Goedemiddag,\n\nMijn fractie vindt het belangrijk dat inwoners zelf kunnen zien welke gegevens de gemeente over hen verzamelt en waarvoor. Transparantie is hier het sleutelwoord.",
+        "Goedemiddag,\n\nMijn fractie vindt het belangrijk dat inwoners zelf kunnen zien "
+        "welke gegevens de gemeente over hen verzamelt en waarvoor. Transparantie is hier het"
+        " sleutelwoord.",
         "privacy",
     ),
     (
         "Input voor de studenten",
-        "Wat mij betreft onderzoeken de studenten hoe Maastricht de Maastrichtse trappen en steile straten toegankelijker kan maken voor mensen met een rolstoel of rollator.",
+        "Wat mij betreft onderzoeken de studenten hoe Maastricht de Maastrichtse trappen en "
+        "steile straten toegankelijker kan maken voor mensen met een rolstoel of rollator.",
         "liveability",
     ),
     (
         "Idee",
-        "In de zomer staan de terrassen op het Onze Lieve Vrouweplein vol. Kunnen we real-time laten zien waar nog plek is, zodat toeristen zich beter verspreiden over de stad?",
+        "In de zomer staan de terrassen op het Onze Lieve Vrouweplein vol. Kunnen we real-"
+        "time laten zien waar nog plek is, zodat toeristen zich beter verspreiden over de "
+        "stad?",
         "visitors",
     ),
     (
         "Re: Smart City onderzoeksopdracht",
-        "Ik sluit me aan bij de vorige mail, maar wil ook de Noorderbrug en de A2-tunnel noemen: hoe kunnen slimme verkeerssystemen de spits ontlasten?",
+        "Ik sluit me aan bij de vorige mail, maar wil ook de Noorderbrug en de A2-tunnel "
+        "noemen: hoe kunnen slimme verkeerssystemen de spits ontlasten?",
         "mobility",
     ),
     (
         "Suggestions from Maastricht University",
-        "Our Data Science institute would be happy to help. We suggest including the question of how algorithms used by the municipality can be audited for bias and fairness.",
+        "Our Data Science institute would be happy to help. We suggest including the question"
+        " of how algorithms used by the municipality can be audited for bias and fairness.",
         "privacy",
     ),
     (
         "Studenten en Smart City",
-        "Maastricht heeft 18.000 studenten. Betrek hen als testpanel bij nieuwe digitale diensten van de gemeente.",
+        "Maastricht heeft 18.000 studenten. Betrek hen als testpanel bij nieuwe digitale "
+        "diensten van de gemeente.",
         "participation",
     ),
     (
         "Regionale samenwerking",
-        "Kijk over de grens: Aken en Luik werken al met slimme parkeerroutes. Kunnen we daar als Euregio van leren?",
+        "Kijk over de grens: Aken en Luik werken al met slimme parkeerroutes. Kunnen we daar "
+        "als Euregio van leren?",
         "best-practices",
     ),
     (
         "CBS data",
-        "Het CBS kan helpen met statistiek op wijkniveau, bijvoorbeeld over inkomen en gezondheid, zodat beleid gerichter wordt.",
+        "Het CBS kan helpen met statistiek op wijkniveau, bijvoorbeeld over inkomen en "
+        "gezondheid, zodat beleid gerichter wordt.",
         "liveability",
     ),
 ]
