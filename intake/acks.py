@@ -79,7 +79,7 @@ class AckDecision:
         return f"{self.reason}: {self.detail}" if self.detail else self.reason
 
 
-# A check returns what it matched ("" counts as a hit only when it is not None) or None.
+# A check returns what it matched (even "" is a hit) or None when it does not apply.
 Check = Callable[[ParsedMail, AckPolicy], str | None]
 
 
