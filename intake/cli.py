@@ -122,8 +122,8 @@ def outbox_cmd(ctx: click.Context) -> None:
     for row in rows:
         when = (row.sent_at or row.next_attempt_at).astimezone(tz).strftime("%Y-%m-%d %H:%M")
         click.echo(
-            f"{row.id:>5}  {row.status:<8} {when}  {row.purpose:<6} {', '.join(row.recipients)[:40]:<40}"
-            f"  {row.subject[:50]}"
+            f"{row.id:>5}  {row.status:<8} {when}  {row.purpose:<6} "
+            f"{', '.join(row.recipients)[:40]:<40}  {row.subject[:50]}"
         )
         if row.last_error and row.status != "sent":
             click.echo(f"       attempts {row.attempts}: {row.last_error}")
@@ -152,9 +152,15 @@ def _progress_printer() -> Callable[[ingest.PollSummary], None]:
 
 
 @cli.command(name="export")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
-              help="File to write (default: standard output).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    default="-",
+    help="File to write (default: standard output).",
+)
 @click.pass_context
 @_errors
 def export_cmd(ctx: click.Context, fmt: str, output: str) -> None:
@@ -188,7 +194,9 @@ def show(ctx: click.Context, ref: str, raw: bool) -> None:
             sys.stdout.buffer.write(message.raw)
             sys.stdout.buffer.flush()
             return
-        ids = queries.message_ids_for(session, [message.duplicate_of_id or 0, message.thread_of_id or 0])
+        ids = queries.message_ids_for(
+            session, [message.duplicate_of_id or 0, message.thread_of_id or 0]
+        )
         click.echo("\n".join(explain.describe_message(message, settings.consultation.tz, ids)))
 
 
@@ -254,7 +262,9 @@ def status(ctx: click.Context) -> None:
     click.echo(f"suggestions by primary theme (late {counts.late}, resends {counts.resends}):")
     click.echo("\n".join(explain.table(sorted((str(k), v) for k, v in counts.themes.items()))))
     for state in states:
-        last = state.last_success_at.astimezone(tz).isoformat() if state.last_success_at else "never"
+        last = (
+            state.last_success_at.astimezone(tz).isoformat() if state.last_success_at else "never"
+        )
         click.echo(f"mailbox:      {state.source}")
         click.echo(f"  last good poll: {last}")
         click.echo(f"  position:       UIDVALIDITY {state.uidvalidity}, last UID {state.last_uid}")
@@ -292,4 +302,3 @@ def demo_cmd(ctx: click.Context) -> None:
     with session_factory(engine)() as session:
         for line in demo.overview(session, settings.consultation.tz):
             click.echo(line)
-

@@ -57,6 +57,7 @@ class Consultation(_Section):
     language: str = "nl"
     addresses: StrList = Field(default_factory=list)
     rules: str = "rules.toml"
+    templates: str = ""
     contact: str = ""
 
     @field_validator("timezone")
@@ -167,9 +168,14 @@ class Settings(BaseModel):
     def rules_path(self) -> Path:
         return Path(self.consultation.rules)
 
+    @property
+    def templates_dir(self) -> Path | None:
+        """The admins' templates folder; None for the templates shipped with intake."""
+        return Path(self.consultation.templates) if self.consultation.templates else None
+
 
 SECTIONS: dict[str, type[_Section]] = {
-    name: field.annotation  # type: ignore[misc]
+    name: field.annotation
     for name, field in Settings.model_fields.items()
     if isinstance(field.annotation, type) and issubclass(field.annotation, _Section)
 }
@@ -186,7 +192,7 @@ def load_settings(
     env = dict(os.environ if environ is None else environ)
     explicit = path is not None or bool(env.get("INTAKE_CONFIG"))
     config_path = Path(path or env.get("INTAKE_CONFIG") or DEFAULT_CONFIG)
-    text, data = "", {}
+    text, data = "", dict[str, Any]()
     if config_path.exists():
         text, data = _read_toml(config_path)
     elif explicit:
@@ -275,6 +281,7 @@ def _secret(env: Mapping[str, str], section: str, file_setting: str, config_path
 # config file's folder, so that `--config elsewhere/intake.toml` never writes into the checkout.
 _PATH_KEYS = {
     ("consultation", "rules"),
+    ("consultation", "templates"),
     ("mailbox", "url"),
     ("mailbox", "password_file"),
     ("mailbox", "ca_file"),

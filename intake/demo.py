@@ -1,4 +1,4 @@
-"""The embedded demo: sample mail delivered into the local Maildir, and an overview of the result."""
+"""The embedded demo: sample mail delivered into the local Maildir, and an overview."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from intake.store.models import Message
@@ -16,7 +17,9 @@ def explain_verdict(verdict: Verdict) -> list[str]:
         lines.append(f"  {'because' if n == 0 else 'also'}: {reason}")
     if not verdict.kind_reasons:
         lines.append("  because: no automatic-mail signal in headers or subject")
-    lines.append(f"role: {verdict.role}" + (f" ({verdict.role_reason})" if verdict.role_reason else ""))
+    lines.append(
+        f"role: {verdict.role}" + (f" ({verdict.role_reason})" if verdict.role_reason else "")
+    )
     lines.append(f"late: {'yes' if verdict.late else 'no'}")
     if not verdict.themes:
         lines.append("themes: none (only suggestions get themes)")
@@ -47,10 +50,10 @@ def describe_message(message: Message, tz: ZoneInfo, link_ids: dict[int, str]) -
         lines.append(f"Cc:           {', '.join(message.cc_addrs)}")
     lines += [
         f"Subject:      {message.subject}",
-        f"Date:         {message.date_header.astimezone(tz).isoformat() if message.date_header else '-'}"
-        " (the sender's claim)",
+        f"Date:         {_when(message.date_header, tz)} (the sender's claim)",
         f"Received:     {message.received_at.astimezone(tz).isoformat()} ({message.source})",
-        f"Size:         {message.size} bytes" + (" (over the limit: headers only)" if message.truncated else ""),
+        f"Size:         {message.size} bytes"
+        + (" (over the limit: headers only)" if message.truncated else ""),
         f"Language:     {message.language or '-'}",
         "",
         f"kind:         {message.kind}",
@@ -70,19 +73,20 @@ def describe_message(message: Message, tz: ZoneInfo, link_ids: dict[int, str]) -
         label = "primary" if theme.rank == 0 else "also"
         lines.append(f"theme:        {theme.theme} ({label}, score {theme.score:g})")
         for match in theme.matches:
-            lines.append(
-                f"  rule {match['rule']} matched {match['matched']!r} in {match['field']}"
-            )
+            lines.append(f"  rule {match['rule']} matched {match['matched']!r} in {match['field']}")
     if message.parse_error:
         lines.append(f"error:        {message.parse_error}")
     if message.defects:
         lines.append(f"defects:      {', '.join(message.defects)}")
     for attachment in message.attachments:
         lines.append(
-            f"attachment:   {attachment.filename} ({attachment.content_type}, {attachment.size} bytes)"
+            f"attachment:   {attachment.filename} "
+            f"({attachment.content_type}, {attachment.size} bytes)"
         )
     if message.forwarded_from:
-        lines.append(f"forwarded from: {_addr(message.forwarded_from_name or '', message.forwarded_from)}")
+        lines.append(
+            f"forwarded from: {_addr(message.forwarded_from_name or '', message.forwarded_from)}"
+        )
     lines += ["", "--- text ---", message.text or "(empty)"]
     for title, body in (
         ("quoted", message.quoted),
@@ -92,6 +96,10 @@ def describe_message(message: Message, tz: ZoneInfo, link_ids: dict[int, str]) -
         if body:
             lines += ["", f"--- {title} ---", body]
     return lines
+
+
+def _when(value: datetime | None, tz: ZoneInfo) -> str:
+    return value.astimezone(tz).isoformat() if value else "-"
 
 
 def _addr(name: str, addr: str) -> str:

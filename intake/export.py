@@ -76,8 +76,12 @@ def ack_field(message: Message) -> dict[str, Any] | None:
         return None
     row = message.ack
     if message.ack_status == "suppressed" or row is None:
-        return {"status": message.ack_status, "reason": message.ack_reason, "message_id": None,
-                "sent_at": None}
+        return {
+            "status": message.ack_status,
+            "reason": message.ack_reason,
+            "message_id": None,
+            "sent_at": None,
+        }
     status = "queued" if row.status == "sending" else row.status
     return {
         "status": status,

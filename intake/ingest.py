@@ -6,20 +6,22 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from intake import links
+from intake import acks, links
 from intake.config import Settings
-from intake.errors import SourceError
+from intake.errors import ConfigError, SourceError
 from intake.parsing import parse
 from intake.parsing.parsed import ParsedMail
+from intake.rendering import default_templates_dir, render_mail
 from intake.sources import Position, RawMail, Source, open_source
-from intake.store import queries
+from intake.store import outbox_rows, queries
 from intake.store.db import transaction
-from intake.store.models import AttachmentRecord, Message, SourceItem, ThemeMatch
+from intake.store.models import AttachmentRecord, MailboxState, Message, SourceItem, ThemeMatch
 from intake.triage import TriageContext, triage
 from intake.triage.rules import Rules
 from intake.triage.verdict import Kind, Reason, Role, Verdict
@@ -55,6 +57,48 @@ class Analysed:
     verdict: Verdict
     sha256: str
     body_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    """Everything one poll needs besides the mail: rules, deadline, acknowledgement policy."""
+
+    rules: Rules
+    context: TriageContext
+    ack_policy: acks.AckPolicy
+    ack_settings: acks.AckSettings
+    render: acks.Render
+    clock: Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def pipeline_for(
+    settings: Settings, rules: Rules, clock: Callable[[], datetime] = _utcnow
+) -> Pipeline:
+    """The pipeline for these settings; raises ConfigError when acknowledgements cannot be built."""
+    if settings.ack.enabled and "@" not in settings.outgoing.from_address:
+        raise ConfigError(
+            "outgoing.from_address: acknowledgements need a sender address "
+            "(or set ack.enabled = false)"
+        )
+    templates = settings.templates_dir or default_templates_dir()
+    if not templates.is_dir():
+        raise ConfigError(f"consultation.templates: {templates} is not a folder")
+
+    def render(name: str, lang: str, ctx: object) -> tuple[str, str, str]:
+        return tuple(render_mail(name, lang, ctx, Path(templates)))  # type: ignore[arg-type,return-value]
+
+    return Pipeline(
+        rules=rules,
+        context=triage_context(settings),
+        ack_policy=acks.AckPolicy.from_settings(settings),
+        ack_settings=acks.AckSettings.from_settings(settings),
+        render=render,
+        clock=clock,
+    )
 
 
 def analyse(raw: RawMail, rules: Rules, context: TriageContext) -> Analysed:
@@ -94,6 +138,7 @@ def poll_once(
     engine: Engine,
     rules: Rules,
     *,
+    clock: Callable[[], datetime] = _utcnow,
     progress: Callable[[PollSummary], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     source: Source | None = None,
@@ -106,7 +151,7 @@ def poll_once(
     own_source = source is None
     source = source or open_source(settings.mailbox, settings.mailbox_password)
     summary = PollSummary()
-    context = triage_context(settings)
+    pipeline = pipeline_for(settings, rules, clock)
     try:
         with transaction(engine) as session:
             state = queries.mailbox_state(session, source.name)
@@ -119,15 +164,15 @@ def poll_once(
         batch: list[Analysed] = []
         for raw in source.fetch_new(position):
             summary.fetched += 1
-            batch.append(analyse(raw, rules, context))
+            batch.append(analyse(raw, rules, pipeline.context))
             if len(batch) >= STORE_BATCH:
-                store_batch(engine, source, batch, summary)
+                store_batch(engine, source, batch, summary, pipeline)
                 batch = []
                 if progress:
                     progress(summary)
             if should_stop():
                 break
-        store_batch(engine, source, batch, summary)
+        store_batch(engine, source, batch, summary, pipeline)
     except SourceError as exc:
         _record_failure(engine, source.name, str(exc))
         raise
@@ -155,7 +200,11 @@ def _record_failure(engine: Engine, source_name: str, error: str) -> None:
 
 
 def store_batch(
-    engine: Engine, source: Source, batch: Iterable[Analysed], summary: PollSummary
+    engine: Engine,
+    source: Source,
+    batch: Iterable[Analysed],
+    summary: PollSummary,
+    pipeline: Pipeline,
 ) -> None:
     """Store a batch in one transaction and advance the position with it; then tell the source."""
     batch = list(batch)
@@ -166,7 +215,7 @@ def store_batch(
         for item in batch:
             try:
                 with session.begin_nested():
-                    store_one(session, source.name, item, summary)
+                    store_one(session, source.name, item, summary, pipeline)
             except Exception as exc:  # the per-message boundary: keep the bytes, mark, go on
                 log.exception("storing <%s> failed; quarantined", item.mail.message_id)
                 with session.begin_nested():
@@ -175,12 +224,12 @@ def store_batch(
                         mail=replace(item.mail, error=f"store failed: {exc!r}"),
                         verdict=quarantine_verdict(f"store failed: {exc!r}"),
                     )
-                    store_one(session, source.name, quarantined, summary)
+                    store_one(session, source.name, quarantined, summary, pipeline)
             _advance(state, item.raw.key)
     source.mark_processed([item.raw.key for item in batch])
 
 
-def _advance(state: queries.MailboxState, key: str) -> None:
+def _advance(state: MailboxState, key: str) -> None:
     validity, _, uid = key.partition(":")
     if not (validity.isdigit() and uid.isdigit()):
         return  # Maildir keys: the stored keys are the position
@@ -190,8 +239,11 @@ def _advance(state: queries.MailboxState, key: str) -> None:
         state.last_uid = max(state.last_uid, int(uid))
 
 
-def store_one(session: Session, source_name: str, item: Analysed, summary: PollSummary) -> None:
-    """Store one analysed message, or record where a known one was seen again."""
+def store_one(
+    session: Session, source_name: str, item: Analysed, summary: PollSummary, pipeline: Pipeline
+) -> None:
+    """Store one analysed message with its acknowledgement decision (and the acknowledgement
+    queued, in the same transaction), or record where a known one was seen again."""
     raw, mail, verdict = item.raw, item.mail, item.verdict
     if queries.has_source_item(session, source_name, raw.key):
         summary.known += 1
@@ -207,6 +259,7 @@ def store_one(session: Session, source_name: str, item: Analysed, summary: PollS
     session.add(message)
     session.flush()
     session.add(SourceItem(source=source_name, key=raw.key, message_pk=message.id))
+    _decide_ack(session, message, item, pipeline)
     summary.stored += 1
     summary.kinds[message.kind] = summary.kinds.get(message.kind, 0) + 1
     if message.kind == Kind.UNPARSEABLE:
@@ -214,21 +267,93 @@ def store_one(session: Session, source_name: str, item: Analysed, summary: PollS
         log.warning("quarantined <%s>: %s", message.message_id, message.parse_error)
     reason = verdict.kind_reason
     log.info(
-        "stored <%s> id=%s kind=%s reason=%s themes=%s late=%s",
+        "stored <%s> id=%s kind=%s reason=%s themes=%s late=%s ack=%s:%s",
         message.message_id,
         message.id,
         message.kind,
         reason.code if reason else "-",
         ",".join(t.theme for t in verdict.themes) or "-",
         message.late,
+        message.ack_status,
+        message.ack_reason,
     )
+
+
+def _decide_ack(session: Session, message: Message, item: Analysed, pipeline: Pipeline) -> None:
+    """Record should_ack's decision; when it says yes, queue the acknowledgement."""
+    mail, verdict, now = item.mail, item.verdict, pipeline.clock()
+    refs = links.thread_refs(mail.in_reply_to, mail.references)
+    ours = outbox_rows.acks_by_message_id(session, refs)
+    if message.kind == Kind.BOUNCE:
+        _mark_bounced(session, message, item, pipeline)
+    root = outbox_rows.thread_root(session, message)
+    recipient = acks.ack_recipient(mail)
+    history = acks.AckHistory(
+        acks_to_sender_last_24h=outbox_rows.acks_to_recipient_since(
+            session, recipient, now - timedelta(hours=24)
+        )
+        if recipient
+        else 0,
+        acks_in_thread=outbox_rows.acks_in_thread(session, root),
+        refers_to_our_mail=bool(ours),
+    )
+    decision = acks.should_ack(mail, verdict, pipeline.ack_policy, history)
+    if not decision.send or decision.recipient is None:
+        message.ack_status, message.ack_reason = "suppressed", str(decision)
+        return
+    language = acks.choose_language(mail, pipeline.ack_settings.default_language)
+    names = []
+    for score in verdict.themes:
+        theme = pipeline.rules.theme(score.theme)
+        names.append(theme.name(language) if theme else score.theme)
+    built = acks.build_acknowledgement(
+        acks.AckInput.from_mail(
+            mail,
+            verdict,
+            recipient=decision.recipient,
+            received_at=item.raw.arrived_at,
+            theme_names=names,
+            language=language,
+        ),
+        pipeline.ack_settings,
+        pipeline.render,
+        now=now,
+    )
+    outbox_rows.queue_mail(
+        session,
+        purpose=outbox_rows.ACK,
+        message_id=built.message_id,
+        envelope_from=pipeline.ack_settings.from_address,
+        recipients=[built.recipient],
+        subject=built.subject,
+        data=built.data,
+        now=now,
+        message_pk=message.id,
+        thread_root_pk=root,
+    )
+    message.ack_status, message.ack_reason = "queued", str(decision)
+
+
+def _mark_bounced(session: Session, message: Message, item: Analysed, pipeline: Pipeline) -> None:
+    # AR-23/DET-6: a bounce of our acknowledgement names it in its headers or quotes it.
+    domain = pipeline.ack_policy.own_message_id_domain
+    mentioned = links.thread_refs(item.mail.in_reply_to, item.mail.references)
+    mentioned += outbox_rows.our_message_ids_in(item.raw.data, domain)
+    for row in outbox_rows.acks_by_message_id(session, mentioned).values():
+        if row.status in (outbox_rows.SENT, outbox_rows.QUEUED, outbox_rows.SENDING):
+            row.status = outbox_rows.BOUNCED
+            row.last_error = f"bounced: see message {message.id} <{message.message_id}>"
+            log.warning("acknowledgement <%s> bounced (message %s)", row.message_id, message.id)
 
 
 def _link(session: Session, message: Message, mail: ParsedMail) -> None:
     refs = links.thread_refs(mail.in_reply_to, mail.references)
-    thread = links.find_thread(
-        mail.in_reply_to, mail.references, queries.ids_by_message_id(session, refs)
-    )
+    known = queries.ids_by_message_id(session, refs)
+    # A reply to one of our acknowledgements belongs to the suggestion it acknowledged.
+    for mid, row in outbox_rows.acks_by_message_id(session, refs).items():
+        if row.message_pk is not None:
+            known.setdefault(mid, row.message_pk)
+    thread = links.find_thread(mail.in_reply_to, mail.references, known)
     reasons = []
     if thread is not None:
         message.thread_of_id = thread.target_id

@@ -18,5 +18,7 @@ MAIL = Path(__file__).resolve().parent / "mail"
 def public_mail() -> Path:
     """The shared real-world corpus; tests that need it skip where it is absent."""
     if not (PUBLIC_MAIL / "index.json").exists():
-        pytest.skip(f"shared corpus not found at ../shared/corpora/public-mail (looked in {PUBLIC_MAIL})")
+        pytest.skip(
+            f"shared corpus not found at ../shared/corpora/public-mail (looked in {PUBLIC_MAIL})"
+        )
     return PUBLIC_MAIL

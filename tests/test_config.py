@@ -32,7 +32,9 @@ def test_shipped_config_describes_the_maastricht_consultation() -> None:
 
 
 def test_relative_paths_are_taken_from_the_config_files_folder(tmp_path: Path) -> None:
-    path = write(tmp_path, '[mailbox]\nurl = "maildir:mail"\n[database]\nurl = "sqlite:///db/x.db"\n')
+    path = write(
+        tmp_path, '[mailbox]\nurl = "maildir:mail"\n[database]\nurl = "sqlite:///db/x.db"\n'
+    )
     settings = load_settings(path, environ={})
     assert settings.mailbox.url == f"maildir:{tmp_path / 'mail'}"
     assert settings.database.url == f"sqlite:///{tmp_path / 'db' / 'x.db'}"

@@ -15,7 +15,7 @@ from intake.config import Settings
 from intake.store.db import open_database, session_factory, transaction
 from intake.store.models import OutboxMail
 from intake.store.outbox_rows import ACK, queue_mail
-from intake.transports import open_transport
+from intake.transports import OutgoingMail, open_transport
 from tests.servers.smtp import RecordingSMTP
 
 T0 = datetime(2019, 1, 28, 9, 0, tzinfo=UTC)
@@ -67,7 +67,9 @@ def settings_for(smtp: RecordingSMTP) -> Settings:
     return Settings(outgoing=smtp.outgoing())
 
 
-def test_queued_mail_is_sent_once_with_its_fixed_message_id(engine: Engine, smtp: RecordingSMTP) -> None:
+def test_queued_mail_is_sent_once_with_its_fixed_message_id(
+    engine: Engine, smtp: RecordingSMTP
+) -> None:
     mid = queue_one(engine)
     clock = Clock(T0)
     summary = outbox.deliver_due(settings_for(smtp), engine, clock=clock)
@@ -81,7 +83,9 @@ def test_queued_mail_is_sent_once_with_its_fixed_message_id(engine: Engine, smtp
     assert len(smtp.messages) == 1
 
 
-def test_temporary_failure_is_retried_with_growing_back_off(engine: Engine, smtp: RecordingSMTP) -> None:
+def test_temporary_failure_is_retried_with_growing_back_off(
+    engine: Engine, smtp: RecordingSMTP
+) -> None:
     mid = queue_one(engine)
     clock = Clock(T0)
     smtp.fail_next("RCPT", 451, times=2)
@@ -117,7 +121,9 @@ def test_permanent_failure_is_recorded_with_the_answer_and_not_retried(
     assert smtp.messages == []
 
 
-def test_server_down_then_up_delivers_after_the_back_off(engine: Engine, smtp: RecordingSMTP) -> None:
+def test_server_down_then_up_delivers_after_the_back_off(
+    engine: Engine, smtp: RecordingSMTP
+) -> None:
     mid = queue_one(engine)
     clock = Clock(T0)
     smtp.refuse_connections()
@@ -145,15 +151,13 @@ def test_crash_between_send_and_record_repeats_the_identical_message(
     claimed = outbox.claim_next(engine, clock.now)
     assert claimed is not None
     with open_transport(smtp.outgoing()) as transport:
-        from intake.transports import OutgoingMail
-
         transport.send(
             OutgoingMail(claimed.envelope_from, tuple(claimed.recipients), claimed.data, mid)
         )
     # The worker died here: the row is still `sending`. After the lease it is sent again.
     clock.now = T0 + outbox.LEASE + timedelta(seconds=1)
     assert outbox.deliver_due(settings_for(smtp), engine, clock=clock).sent == 1
-    assert [m.data for m in smtp.messages][0] == smtp.messages[1].data
+    assert smtp.messages[0].data == smtp.messages[1].data
     assert {m["Message-ID"] for m in smtp.messages} == {f"<{mid}>"}
 
 

@@ -57,11 +57,12 @@ def open_source(settings: Mailbox, password: str = "") -> Source:
     """The Source for `settings.url`: `maildir:PATH`, `imaps://…` or `imap://…`."""
     url = settings.url
     if url.startswith("maildir:"):
-        from intake.sources.maildir import MaildirSource
+        # Imported here: the implementations import RawMail and Position from this module.
+        from intake.sources.maildir import MaildirSource  # noqa: PLC0415
 
         return MaildirSource(url.removeprefix("maildir:"), settings)
     if url.startswith(("imap://", "imaps://")):
-        from intake.sources.imap import ImapSource
+        from intake.sources.imap import ImapSource  # noqa: PLC0415
 
         return ImapSource(url, settings, password)
     raise ConfigError(

@@ -66,7 +66,7 @@ def ids_by_message_id(session: Session, refs: Iterable[str]) -> dict[str, int]:
         .where(Message.message_id.in_(refs))
         .group_by(Message.message_id)
     )
-    return {mid: pk for mid, pk in rows}
+    return {str(mid): int(pk) for mid, pk in rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,15 +144,13 @@ def counts(session: Session) -> Counts:
     kinds = Counter(
         dict(session.execute(select(Message.kind, func.count()).group_by(Message.kind)).all())
     )
-    themes = Counter(
-        dict(
-            session.execute(
-                select(Message.primary_theme, func.count())
-                .where(Message.kind == "suggestion")
-                .group_by(Message.primary_theme)
-            ).all()
-        )
-    )
+    themes: Counter[str] = Counter()
+    for theme, count in session.execute(
+        select(Message.primary_theme, func.count())
+        .where(Message.kind == "suggestion")
+        .group_by(Message.primary_theme)
+    ):
+        themes[theme or "other"] += count
     late = session.scalar(
         select(func.count()).where(Message.kind == "suggestion", Message.late.is_(True))
     )

@@ -50,7 +50,12 @@ class Match:
     weight: float
 
     def as_dict(self) -> dict[str, str | float]:
-        return {"rule": self.rule, "field": self.field, "matched": self.matched, "weight": self.weight}
+        return {
+            "rule": self.rule,
+            "field": self.field,
+            "matched": self.matched,
+            "weight": self.weight,
+        }
 
 
 @dataclass(frozen=True, slots=True)
