@@ -55,6 +55,9 @@ def _settings(ctx: click.Context) -> Settings:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             stream=sys.stderr,
         )
+        # mail-parser warns about every MIME part type it does not itself decode (delivery
+        # reports, calendars); intake handles those parts, so only its errors are news.
+        logging.getLogger("mailparser").setLevel(logging.ERROR)
         obj["settings"] = settings
     settings_: Settings = obj["settings"]
     return settings_
@@ -299,6 +302,15 @@ def demo_cmd(ctx: click.Context) -> None:
     engine = open_database(settings.database.url)
     summary = ingest.poll_once(settings, engine, load_rules(settings.rules_path))
     click.echo(f"poll: {summary}")
+    delivery = outbox.deliver_due(settings, engine)
+    click.echo(f"outbox ({settings.outgoing.url}): {delivery}")
+    click.echo("")
     with session_factory(engine)() as session:
         for line in demo.overview(session, settings.consultation.tz):
             click.echo(line)
+    click.echo("")
+    click.echo("acknowledgements written:")
+    for line in demo.written_acknowledgements(settings.outgoing.url):
+        click.echo(line)
+    click.echo("")
+    click.echo("next: intake show ID, intake rules explain ID, intake export --format csv")

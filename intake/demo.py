@@ -6,6 +6,8 @@ import os
 import tomllib
 from collections.abc import Iterator
 from datetime import datetime
+from email.parser import BytesHeaderParser
+from email.policy import default
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -56,12 +58,29 @@ def _arrival(arrivals: dict[str, object], name: str) -> datetime:
 
 
 def overview(session: Session, tz: ZoneInfo) -> Iterator[str]:
-    """One line per stored message: arrival, kind, primary theme, late flag, sender, subject."""
+    """One line per stored message: arrival, kind, primary theme, late, ack, sender, subject."""
+    yield (
+        f"{'id':>4}  {'received':<16}  {'kind':<11} {'theme':<15} {'late':<4}  {'ack':<10}  "
+        f"{'from':<32}  subject"
+    )
     for message in session.scalars(select(Message).order_by(Message.received_at)):
         when = message.received_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
         theme = message.primary_theme or "-"
         late = "late" if message.late else ""
+        ack = message.ack.status if message.ack else (message.ack_status or "-")
         yield (
-            f"{message.id:>4}  {when}  {message.kind:<11} {theme:<15} {late:<4}  "
+            f"{message.id:>4}  {when}  {message.kind:<11} {theme:<15} {late:<4}  {ack:<10}  "
             f"{message.from_addr[:32]:<32}  {message.subject[:60]}"
         )
+
+
+def written_acknowledgements(outgoing_url: str) -> Iterator[str]:
+    """The .eml files in a `file:` outbox folder, with recipient and subject."""
+    if not outgoing_url.startswith("file:"):
+        yield f"  (sent through {outgoing_url})"
+        return
+    folder = Path(outgoing_url.removeprefix("file:").removeprefix("//"))
+    for path in sorted(folder.glob("*.eml")):
+        with path.open("rb") as handle:
+            headers = BytesHeaderParser(policy=default).parse(handle)
+        yield f"  {path}\n    to {headers['To']}: {headers['Subject']}"

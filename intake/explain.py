@@ -63,6 +63,7 @@ def describe_message(message: Message, tz: ZoneInfo, link_ids: dict[int, str]) -
         lines.append(f"  {label}: {_reason(reason)}")
     lines.append(f"role:         {message.sender_role} {message.role_reason}".rstrip())
     lines.append(f"late:         {'yes' if message.late else 'no'}")
+    lines.append(f"ack:          {_ack(message)}")
     if message.duplicate_of_id:
         lines.append(f"resend of:    <{link_ids.get(message.duplicate_of_id, '?')}>")
     if message.thread_of_id:
@@ -96,6 +97,17 @@ def describe_message(message: Message, tz: ZoneInfo, link_ids: dict[int, str]) -
         if body:
             lines += ["", f"--- {title} ---", body]
     return lines
+
+
+def _ack(message: Message) -> str:
+    if message.ack_status is None:
+        return "-"
+    row = message.ack
+    if row is None:
+        return f"{message.ack_status} ({message.ack_reason})"
+    sent = f" at {row.sent_at.isoformat()}" if row.sent_at else ""
+    error = f"; {row.last_error}" if row.last_error else ""
+    return f"{row.status}{sent} <{row.message_id}> to {', '.join(row.recipients)}{error}"
 
 
 def _when(value: datetime | None, tz: ZoneInfo) -> str:
