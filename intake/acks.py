@@ -502,13 +502,21 @@ class BuiltMail:
 Render = Callable[[str, str, Mapping[str, object]], tuple[str, str, str]]
 
 
+def salutation_name(name: str) -> str:
+    """A display name as one addresses a person: Outlook's "Hermans, Jeroen" → "Jeroen Hermans"."""
+    last, comma, first = name.partition(",")
+    if comma and first.strip() and last.strip() and "," not in first and "@" not in name:
+        return f"{first.strip()} {last.strip()}"
+    return name
+
+
 def ack_context(ack: AckInput, settings: AckSettings) -> dict[str, object]:
     """The template variables of an acknowledgement (templates/README.md lists each)."""
     tz = ZoneInfo(settings.timezone)
     attachments = [clean_text(name) for name in ack.attachment_names if clean_text(name)]
     return {
         "consultation": clean_text(settings.consultation_name),
-        "name": clean_text(ack.recipient_name, 80),
+        "name": salutation_name(clean_text(ack.recipient_name, 80)),
         "subject": clean_text(ack.subject),
         "received_at": _aware(ack.received_at, "received_at").astimezone(tz),
         "attachments": attachments[:MAX_LISTED],

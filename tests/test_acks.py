@@ -25,6 +25,7 @@ from intake.acks import (
     ack_recipient,
     build_acknowledgement,
     choose_language,
+    salutation_name,
     should_ack,
 )
 from intake.config import Ack, Consultation, Outgoing, Settings
@@ -749,3 +750,18 @@ def test_our_own_ack_coming_back_is_never_acknowledged() -> None:
     policy = replace(POLICY, own_message_id_domain="smartcity.maastricht.nl")
     assert decide(relayed, policy).reason == "own-message-id"
     assert decide(replace(relayed, message_id="x@example.org"), policy).reason == "loop-header"
+
+
+@pytest.mark.parametrize(
+    ("display", "expected"),
+    [
+        ("Hermans, Jeroen", "Jeroen Hermans"),
+        ("Jeroen Hermans", "Jeroen Hermans"),
+        ("Gemeente, Afdeling, Team", "Gemeente, Afdeling, Team"),
+        ("", ""),
+    ],
+)
+def test_outlook_last_first_display_name_is_turned_round_for_the_salutation(
+    display: str, expected: str
+) -> None:
+    assert salutation_name(display) == expected
