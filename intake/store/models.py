@@ -231,3 +231,31 @@ class OutboxMail(Base):
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     server_answer: Mapped[str | None] = mapped_column(Text)
+
+
+class DigestRun(Base):
+    """One digest for one period, recorded before it is queued so that no period is sent twice."""
+
+    __tablename__ = "digests"
+    __table_args__ = (UniqueConstraint("kind", "period_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "daily" or "final"
+    period_key: Mapped[str] = mapped_column(String(64))  # local date of a daily one; "final"
+    period_start: Mapped[datetime | None]  # None: from the first message on
+    period_end: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="recorded")  # recorded|queued|sent
+    outbox_message_id: Mapped[str | None] = mapped_column(String(998))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+class WorkerLock(Base):
+    """The one worker allowed per database: who holds it and when it last said so."""
+
+    __tablename__ = "worker_lock"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))  # host, pid and a random token
+    acquired_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
