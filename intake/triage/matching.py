@@ -6,29 +6,51 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
-WHITESPACE = frozenset(" \t\r\n\f\v\u00a0\u2007\u202f\u200b")
+_TOKEN = re.compile(r"\S+")
 
 
-@dataclass(frozen=True, slots=True)
 class Normalised:
-    """Text folded for matching, with the offset in the original text of every folded character."""
+    """Text folded for matching, which can point back at the original text of any folded span."""
 
-    original: str
-    text: str
-    origin: tuple[int, ...]  # origin[i]: index in `original` of the character that gave text[i]
+    __slots__ = ("_starts", "original", "text")
+
+    def __init__(self, original: str, text: str) -> None:
+        self.original = original
+        self.text = text  # folded tokens joined by single spaces; tokens never contain spaces
+        self._starts: list[int] | None = None  # where each token starts in `original`, on first use
+
+    def _origin(self, index: int) -> int:
+        """The offset in the original text of the character that gave folded character `index`."""
+        if self._starts is None:
+            self._starts = [match.start() for match in _TOKEN.finditer(self.original)]
+        number = self.text.count(" ", 0, index)  # tokens before this one
+        start = self._starts[number]
+        found = _TOKEN.match(self.original, start)
+        token = found.group() if found else ""
+        if self.text[index] == " ":
+            return start + len(token)  # a separator: the whitespace after the token
+        offset = index - (self.text.rfind(" ", 0, index) + 1)
+        if token.isascii():
+            return start + offset
+        for position, char in enumerate(token):
+            offset -= len(_fold_char(char))
+            if offset < 0:
+                return start + position
+        return start + len(token)
 
     def original_span(self, start: int, end: int) -> str:
         """The original text behind folded text[start:end], with accents and case as written."""
         if start >= end:
             return ""
-        return self.original[self.origin[start] : self.origin[end - 1] + 1]
+        return self.original[self._origin(start) : self._origin(end - 1) + 1]
 
     def original_word(self, start: int, end: int) -> str:
         """Like `original_span`, widened to whole words: "parkeer" shows as "parkeergarages"."""
         if start >= end:
             return ""
-        first, last = self.origin[start], self.origin[end - 1] + 1
+        first, last = self._origin(start), self._origin(end - 1) + 1
         while first > 0 and self.original[first - 1].isalnum():
             first -= 1
         while last < len(self.original) and self.original[last].isalnum():
@@ -36,9 +58,23 @@ class Normalised:
         return self.original[first:last]
 
 
+@lru_cache(maxsize=4096)
+def _fold_char(char: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", char)
+    folded = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+    return "".join(folded.split())  # "¨" decomposes to a space: keep tokens free of spaces
+
+
+@lru_cache(maxsize=65536)
+def _fold_token(token: str) -> str:
+    if token.isascii():
+        return token.lower()
+    return "".join(_fold_char(char) for char in token)
+
+
 def fold(text: str) -> str:
     """`text` case-folded, without accents, with runs of whitespace made one space, and stripped."""
-    return normalise(text).text
+    return " ".join(map(_fold_token, _TOKEN.findall(text)))
 
 
 def normalise(text: str) -> Normalised:
@@ -47,28 +83,7 @@ def normalise(text: str) -> Normalised:
     "Privé" folds to "prive", "Straße" to "strasse", "ﬁets" to "fiets"; a term found in the folded
     text is shown to people as it stands in the message via `Normalised.original_span`.
     """
-    out: list[str] = []
-    origin: list[int] = []
-    pending_space = False
-    for index, char in enumerate(text):
-        if char in WHITESPACE or char.isspace():
-            pending_space = bool(out)
-            continue
-        if char.isascii():
-            folded = char.lower()
-        else:
-            decomposed = unicodedata.normalize("NFKD", char)
-            folded = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-        if not folded:
-            continue
-        if pending_space:
-            out.append(" ")
-            origin.append(index - 1)
-            pending_space = False
-        for piece in folded:
-            out.append(piece)
-            origin.append(index)
-    return Normalised(text, "".join(out), tuple(origin))
+    return Normalised(text, fold(text))
 
 
 def strip_accents(pattern: str) -> str:
@@ -162,22 +177,21 @@ class TermMatcher:
         """Every term in `folded`, left to right, without overlaps (longest first at a position)."""
         if not folded:
             return []
-        found = [Hit(m.group(), m.start(), m.end()) for m in self.substring.finditer(folded)]
-        found += [
-            Hit(m.group(), m.start(), m.end(), "whole_word")
-            for m in self.whole_word.finditer(folded)
+        found = [
+            (m.start(), m.end(), m.group(), "substring") for m in self.substring.finditer(folded)
+        ]
+        others = [
+            (m.start(), m.end(), m.group(), "whole_word") for m in self.whole_word.finditer(folded)
         ]
         for source, compiled in self.regexes:
-            found += [
-                Hit(source, m.start(), m.end(), "regex")
-                for m in compiled.finditer(folded)
-                if m.end() > m.start()
-            ]
-        found.sort(key=lambda hit: (hit.start, hit.start - hit.end))
+            others += [(m.start(), m.end(), source, "regex") for m in compiled.finditer(folded)]
+        if others:  # each scan is ordered and free of overlaps on its own; together they are not
+            found += others
+            found.sort(key=lambda hit: (hit[0], -hit[1]))
         kept: list[Hit] = []
         reach = 0
-        for hit in found:
-            if hit.start >= reach:
-                kept.append(hit)
-                reach = hit.end
+        for start, end, term, source in found:
+            if start >= reach and end > start:
+                kept.append(Hit(term, start, end, source))
+                reach = end
         return kept
