@@ -107,13 +107,16 @@ def is_other_report(mail: ParsedMail, _: KindInputs) -> Reason | None:
     return None
 
 
+# Discourse's receiver.rb spells them with optional separators: post_master, mailer_daemon.
+_BOUNCE_LOCAL = re.compile(
+    r"^(?:mailer[-_]?daemon|post[-_]?master|microsoftexchange329e71ec88ae4615bbc36ab6ce41109e)$"
+)
+
+
 def is_system_bounce_sender(mail: ParsedMail, _: KindInputs) -> Reason | None:
     # AR-5, DET-3: senders of delivery reports, including Exchange Online's fixed system mailbox.
     for key in _sender_keys(mail):
-        local = key.rpartition("@")[0]
-        if local in ("mailer-daemon", "postmaster") or local.startswith(
-            "microsoftexchange329e71ec88ae4615bbc36ab6ce41109e"
-        ):
+        if _BOUNCE_LOCAL.match(key.rpartition("@")[0]):
             return Reason("system-sender", "sender", key)
     return None
 
