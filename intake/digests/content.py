@@ -1,0 +1,290 @@
+"""The digest's template context: figures, suggestions by primary theme, filtered mail.
+
+Suggestions are read in batches of plain rows (no ORM objects kept), theme by theme, each time
+a template walks them: the text and the HTML part each stream the period once, so memory holds
+one batch and the rendered mail, never every stored message.
+
+Every mail-derived string is plain text here; the HTML environment escapes it. Names, subjects
+and file names are put on one line without control, bidi or invisible characters (SEC-5);
+texts keep their line breaks but lose the same characters. Nothing is turned into a link
+(SEC-4): a URL in a suggestion stays text.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session
+
+from intake.acks import clean_text
+from intake.digests.figures import (
+    SUGGESTION,
+    Figures,
+    Span,
+    primary_slug,
+    theme_name,
+    theme_order,
+)
+from intake.store.models import AttachmentRecord, Message, ThemeMatch
+from intake.triage.rules import Rules
+
+BATCH = 500  # suggestions read per query while rendering
+TRIM_CHARS = 600  # a daily digest shows this much of each text ("… (N more characters)")
+# The HTML part shows at most this many characters of suggestion text in all. The final digest
+# shows complete texts within it, else trimmed ones; a digest whose trimmed texts would not fit
+# either lists each suggestion in one compact line. Outlook's Word engine crawls through
+# multi-megabyte HTML, and the text part (and the final's attached export) has the texts.
+HTML_TEXT_BUDGET = 1_000_000
+COMPLETE, TRIMMED, COMPACT = "complete", "trimmed", "compact"
+FILTERED_LISTED = 50  # non-suggestions named at the end, so staff can spot a misfiled one
+NAME_CHARS = 80
+_KEEP = {"\n", "\t"}
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    """One suggestion as the templates show it."""
+
+    id: int
+    sender_name: str
+    sender_address: str
+    role: str  # council | partner | public
+    received_at: datetime  # local
+    subject: str
+    text: str  # for the text part: complete, or trimmed to `text_more` fewer characters
+    text_more: int
+    paragraphs: tuple[tuple[str, ...], ...]  # for the HTML part: paragraphs of lines
+    paragraphs_more: int
+    themes: tuple[str, ...]  # secondary themes, by name
+    attachments: tuple[str, ...]
+    late: bool
+    duplicate_of: int | None  # the stored id of the suggestion this one repeats
+    thread_of: int | None  # the stored id of the message this one answers
+
+
+@dataclass(frozen=True, slots=True)
+class Filtered:
+    """A message that is not a suggestion, named so staff can spot a mistake."""
+
+    id: int
+    kind: str
+    sender_name: str
+    sender_address: str
+    subject: str
+    received_at: datetime  # local
+
+
+@dataclass(frozen=True, slots=True)
+class Shaping:
+    """How texts are shown: complete or trimmed, in each part; names in which language."""
+
+    language: str
+    tz: ZoneInfo
+    text_complete: bool
+    html_texts: str  # COMPLETE, TRIMMED or COMPACT (no text)
+
+
+class SuggestionStream:
+    """The suggestions of one primary theme in a span, read afresh each time it is iterated."""
+
+    def __init__(
+        self, session: Session, span: Span, slug: str, rules: Rules, shaping: Shaping
+    ) -> None:
+        self._session = session
+        self._span = span
+        self._slug = slug
+        self._rules = rules
+        self._shaping = shaping
+
+    def __iter__(self) -> Iterator[Suggestion]:
+        last = 0
+        while True:
+            rows = self._session.execute(
+                select(*_COLUMNS)
+                .where(
+                    Message.kind == SUGGESTION,
+                    primary_slug() == self._slug,
+                    self._span.where(),
+                    Message.id > last,
+                )
+                .order_by(Message.id)
+                .limit(BATCH)
+            ).all()
+            if not rows:
+                return
+            ids = [row.id for row in rows]
+            themes = self._secondary_themes(ids)
+            files = self._attachment_names(ids)
+            for row in rows:
+                yield self._suggestion(row, themes.get(row.id, ()), files.get(row.id, ()))
+            last = ids[-1]
+
+    def _suggestion(self, row: Any, themes: tuple[str, ...], files: tuple[str, ...]) -> Suggestion:
+        shaping = self._shaping
+        text = clean_block(row.text)
+        shown, more = (text, 0) if shaping.text_complete else trim(text)
+        if shaping.html_texts == COMPLETE:
+            html_text, html_more = text, 0
+        elif shaping.html_texts == TRIMMED:
+            html_text, html_more = trim(text)
+        else:
+            html_text, html_more = "", 0
+        return Suggestion(
+            id=row.id,
+            sender_name=clean_text(row.from_name, NAME_CHARS),
+            sender_address=clean_text(row.from_addr),
+            role=row.sender_role,
+            received_at=row.received_at.astimezone(shaping.tz),
+            subject=clean_text(row.subject),
+            text=shown,
+            text_more=more,
+            paragraphs=paragraphs(html_text),
+            paragraphs_more=html_more,
+            themes=themes,
+            attachments=files,
+            late=bool(row.late),
+            duplicate_of=row.duplicate_of_id,
+            thread_of=row.thread_of_id,
+        )
+
+    def _secondary_themes(self, ids: list[int]) -> dict[int, tuple[str, ...]]:
+        rows = self._session.execute(
+            select(ThemeMatch.message_pk, ThemeMatch.theme)
+            .where(ThemeMatch.message_pk.in_(ids), ThemeMatch.rank > 0)
+            .order_by(ThemeMatch.message_pk, ThemeMatch.rank)
+        )
+        found: dict[int, list[str]] = {}
+        for pk, slug in rows:
+            found.setdefault(pk, []).append(theme_name(self._rules, slug, self._shaping.language))
+        return {pk: tuple(names) for pk, names in found.items()}
+
+    def _attachment_names(self, ids: list[int]) -> dict[int, tuple[str, ...]]:
+        rows = self._session.execute(
+            select(AttachmentRecord.message_pk, AttachmentRecord.filename)
+            .where(AttachmentRecord.message_pk.in_(ids), AttachmentRecord.is_inline.is_(False))
+            .order_by(AttachmentRecord.message_pk, AttachmentRecord.position)
+        )
+        found: dict[int, list[str]] = {}
+        for pk, name in rows:
+            if cleaned := clean_text(name):
+                found.setdefault(pk, []).append(cleaned)
+        return {pk: tuple(names) for pk, names in found.items()}
+
+
+_COLUMNS = (
+    Message.id,
+    Message.from_name,
+    Message.from_addr,
+    Message.sender_role,
+    Message.received_at,
+    Message.subject,
+    Message.text,
+    Message.late,
+    Message.duplicate_of_id,
+    Message.thread_of_id,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ThemeGroup:
+    slug: str
+    name: str
+    count: int
+    suggestions: SuggestionStream
+
+
+def theme_groups(
+    session: Session, span: Span, rules: Rules, figures: Figures, shaping: Shaping
+) -> list[ThemeGroup]:
+    """One group per primary theme with listed suggestions, in the rules' theme order."""
+    counts = {figure.slug: figure.listed for figure in figures.themes if figure.listed}
+    return [
+        ThemeGroup(
+            slug=slug,
+            name=theme_name(rules, slug, shaping.language),
+            count=counts[slug],
+            suggestions=SuggestionStream(session, span, slug, rules, shaping),
+        )
+        for slug in theme_order(rules, list(counts))
+    ]
+
+
+def filtered_messages(
+    session: Session, span: Span, tz: ZoneInfo, limit: int = FILTERED_LISTED
+) -> list[Filtered]:
+    """The first `limit` messages in the span that are not suggestions, in storage order."""
+    rows = session.execute(
+        select(
+            Message.id,
+            Message.kind,
+            Message.from_name,
+            Message.from_addr,
+            Message.subject,
+            Message.received_at,
+        )
+        .where(and_(Message.kind != SUGGESTION, span.where()))
+        .order_by(Message.id)
+        .limit(limit)
+    )
+    return [
+        Filtered(
+            id=row.id,
+            kind=row.kind,
+            sender_name=clean_text(row.from_name, NAME_CHARS),
+            sender_address=clean_text(row.from_addr),
+            subject=clean_text(row.subject),
+            received_at=row.received_at.astimezone(tz),
+        )
+        for row in rows
+    ]
+
+
+def shaping_for(figures: Figures, *, final: bool, language: str, tz: ZoneInfo) -> Shaping:
+    """Complete texts in the final digest's text part, trimmed ones in a daily's; the HTML's
+    within `HTML_TEXT_BUDGET` (complete in the final when they fit, else trimmed, else none)."""
+    if final and figures.text_chars <= HTML_TEXT_BUDGET:
+        html_texts = COMPLETE
+    elif min(figures.text_chars, figures.listed * TRIM_CHARS) <= HTML_TEXT_BUDGET:
+        html_texts = TRIMMED
+    else:
+        html_texts = COMPACT
+    return Shaping(language=language, tz=tz, text_complete=final, html_texts=html_texts)
+
+
+# -- text --------------------------------------------------------------------------------------
+
+
+def clean_block(text: str) -> str:
+    """A text with its line breaks, without control, bidi or invisible characters (SEC-5)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", "    ")
+    kept = "".join(
+        char
+        for char in text
+        if char in _KEEP or unicodedata.category(char) not in ("Cc", "Cf", "Co", "Cs")
+    )
+    lines = [line.rstrip() for line in kept.split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
+
+
+def trim(text: str, limit: int = TRIM_CHARS) -> tuple[str, int]:
+    """`text` cut to about `limit` characters at a word boundary, and how many were left out."""
+    if len(text) <= limit:
+        return text, 0
+    cut = text[:limit]
+    space = max(cut.rfind(" "), cut.rfind("\n"))
+    if space >= limit - 100:
+        cut = cut[:space]
+    cut = cut.rstrip()
+    return cut, len(text) - len(cut)
+
+
+def paragraphs(text: str) -> tuple[tuple[str, ...], ...]:
+    """Paragraphs (split at blank lines) of lines, for `<p>` and `<br>` in the HTML."""
+    return tuple(tuple(block.split("\n")) for block in text.split("\n\n") if block.strip())
