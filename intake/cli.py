@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from intake import __version__, demo, explain, export, ingest, outbox
+from intake import __version__, demo, digests, explain, export, ingest, outbox
 from intake.config import Settings, load_settings
 from intake.errors import ConfigError, IntakeError
 from intake.sources import RawMail
@@ -107,6 +107,50 @@ def send(ctx: click.Context) -> None:
     settings = _settings(ctx)
     engine = open_database(settings.database.url)
     click.echo(str(outbox.deliver_due(settings, engine)))
+
+
+@cli.command(name="digest")
+@click.option("--final", is_flag=True, help="The final digest: every suggestion, complete texts.")
+@click.option(
+    "--since",
+    type=click.DateTime(formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]),
+    help="Preview from this local date or time (default: the end of the last digest).",
+)
+@click.option(
+    "--preview",
+    type=click.Path(dir_okay=False),
+    help="Write the digest as HTML to this file, the chart beside it; records and sends nothing.",
+)
+@click.option(
+    "--send",
+    "send_",
+    is_flag=True,
+    help="Record and queue the digests that are due (with --final: the final one now), "
+    "then deliver the outbox.",
+)
+@click.pass_context
+@_errors
+def digest_cmd(
+    ctx: click.Context, final: bool, since: datetime | None, preview: str | None, send_: bool
+) -> None:
+    """Preview a digest for staff as HTML, or send the digests that are due."""
+    if bool(preview) == send_:
+        raise click.UsageError("give --preview FILE.html or --send")
+    if since and send_:
+        raise click.UsageError("--since is for --preview: sent digests continue from the last one")
+    settings = _settings(ctx)
+    engine = open_database(settings.database.url)
+    now = datetime.now(UTC)
+    if preview:
+        start = since.replace(tzinfo=settings.consultation.tz) if since else None
+        rendered = digests.preview_digest(settings, engine, final=final, since=start, now=now)
+        for path in rendered.write_preview(Path(preview)):
+            click.echo(f"wrote {path}")
+        return
+    queued = digests.send_due_digests(settings, engine, now, force_final=final)
+    delivery = outbox.deliver_due(settings, engine)
+    digests.mark_sent_digests(engine)
+    click.echo(f"queued: {', '.join(queued) if queued else 'nothing due'}; outbox: {delivery}")
 
 
 @cli.group(name="outbox", invoke_without_command=True)
