@@ -23,7 +23,7 @@ new arrived (late mail); empty ones are recorded without a mail, whatever `send_
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from intake.config import Settings
@@ -38,8 +38,8 @@ class Period:
 
     kind: str  # DAILY or FINAL
     key: str  # the local date (YYYY-MM-DD) of a daily digest's fire time; "final"
-    start: datetime | None
-    end: datetime
+    start: datetime | None  # UTC
+    end: datetime  # UTC
     after_final: bool = False  # a daily after the final: no mail when nothing new arrived
 
 
@@ -50,7 +50,11 @@ def fire_time(day: date, at: time, tz: ZoneInfo) -> datetime:
     the change, which lands it an hour later; the round trip through UTC makes it a real time.
     """
     local = datetime.combine(day, at.replace(tzinfo=None), tzinfo=tz)
-    return local.astimezone(ZoneInfo("UTC")).astimezone(tz)
+    return local.astimezone(UTC).astimezone(tz)
+
+
+# Comparisons and differences go through UTC: Python compares two datetimes that share a
+# tzinfo by their wall-clock fields, which is wrong in the repeated autumn hour.
 
 
 def latest_fire_time(now: datetime, at: time, tz: ZoneInfo) -> datetime:
@@ -58,7 +62,7 @@ def latest_fire_time(now: datetime, at: time, tz: ZoneInfo) -> datetime:
     _require_aware(now, "now")
     today = now.astimezone(tz).date()
     candidate = fire_time(today, at, tz)
-    if candidate > now:
+    if candidate.astimezone(UTC) > now.astimezone(UTC):
         candidate = fire_time(today - timedelta(days=1), at, tz)
     return candidate
 
@@ -68,7 +72,7 @@ def next_fire_time(now: datetime, at: time, tz: ZoneInfo) -> datetime:
     _require_aware(now, "now")
     today = now.astimezone(tz).date()
     candidate = fire_time(today, at, tz)
-    if candidate <= now:
+    if candidate.astimezone(UTC) <= now.astimezone(UTC):
         candidate = fire_time(today + timedelta(days=1), at, tz)
     return candidate
 
@@ -96,17 +100,20 @@ def due_periods(
     None before the first. `final_recorded` says whether the final digest was recorded.
     """
     _require_aware(now, "now")
-    if not final_recorded and now >= final_time(settings):
+    now = now.astimezone(UTC)
+    if not final_recorded and now >= final_time(settings).astimezone(UTC):
         return [Period(kind=FINAL, key=FINAL_KEY, start=None, end=now)]
     tz = settings.consultation.tz
-    end = latest_fire_time(now, settings.digest.daily_at, tz)
-    if last_daily_end is not None and last_daily_end >= end:
+    fired = latest_fire_time(now, settings.digest.daily_at, tz)
+    end = fired.astimezone(UTC)
+    start = last_daily_end.astimezone(UTC) if last_daily_end is not None else None
+    if start is not None and start >= end:
         return []
     return [
         Period(
             kind=DAILY,
-            key=end.astimezone(tz).date().isoformat(),
-            start=last_daily_end,
+            key=fired.date().isoformat(),
+            start=start,
             end=end,
             after_final=final_recorded,
         )
