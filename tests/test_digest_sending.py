@@ -54,7 +54,8 @@ def test_a_due_daily_digest_is_recorded_and_queued_with_its_message_id(
     (run,) = runs(engine)
     (mail,) = digest_mail(engine)
     assert (run.kind, run.period_key, run.status) == ("daily", "2019-02-05", "queued")
-    assert run.period_start is None and run.period_end == local(2019, 2, 5, 8, 0)
+    assert run.period_start is None
+    assert run.period_end == local(2019, 2, 5, 8, 0)
     assert run.outbox_message_id == mail.message_id
     assert mail.recipients == list(STAFF)
     assert send_due_digests(settings, engine, local(2019, 2, 5, 9, 0)) == []
@@ -137,7 +138,8 @@ def test_a_crash_while_sending_repeats_the_identical_digest_only(
     assert set(first.recipients) == set(STAFF)
     assert first["Auto-Submitted"] == "auto-generated"
     (run,) = runs(engine)
-    assert run.status == "sent" and run.sent_at is not None
+    assert run.status == "sent"
+    assert run.sent_at is not None
     engine.dispose()
 
 
@@ -231,7 +233,8 @@ def test_preview_records_and_sends_nothing(settings: Settings, engine: Engine) -
     daily = preview_digest(settings, engine, final=False, since=since, now=local(2019, 2, 5, 8, 0))
     final = preview_digest(settings, engine, final=True, since=None, now=local(2019, 2, 9, 8, 0))
     assert (daily.final, final.final) == (False, True)
-    assert runs(engine) == [] and digest_mail(engine) == []
+    assert runs(engine) == []
+    assert digest_mail(engine) == []
 
 
 def test_the_digest_command_previews_to_a_file_and_refuses_unclear_options(
@@ -249,8 +252,10 @@ def test_the_digest_command_previews_to_a_file_and_refuses_unclear_options(
     runner = CliRunner()
     result = runner.invoke(cli, ["--config", str(config), "digest", "--preview", str(target)])
     assert result.exit_code == 0, result.output
-    assert target.exists() and (tmp_path / "digest.chart.png").exists()
+    assert target.exists()
+    assert (tmp_path / "digest.chart.png").exists()
     assert 'src="digest.chart.png"' in target.read_text(encoding="utf-8")
     assert runner.invoke(cli, ["--config", str(config), "digest"]).exit_code == 2
     sent = runner.invoke(cli, ["--config", str(config), "digest", "--send"])
-    assert sent.exit_code == 2 and "digest.recipients" in sent.output
+    assert sent.exit_code == 2
+    assert "digest.recipients" in sent.output
