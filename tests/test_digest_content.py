@@ -23,6 +23,7 @@ from tests.test_digest_fixtures import engine, local, make_settings, parse, sett
 __all__ = ["engine", "settings"]  # fixtures
 
 AFTER_DEADLINE = local(2019, 2, 6, 0, 30)
+MORNING = local(2019, 2, 5, 8, 0)
 BIDI = "\u202e\u2066\u200b\u200f"
 
 
