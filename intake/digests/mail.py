@@ -35,6 +35,7 @@ class FileAttachment:
     maintype: str
     subtype: str
     data: bytes
+    charset: str = ""  # for text/* attachments: how the bytes are encoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,7 @@ def build_digest_mail(
             maintype=attachment.maintype,
             subtype=attachment.subtype,
             filename=attachment.filename,
+            params={"charset": attachment.charset} if attachment.charset else None,
         )
     msg["Content-Language"] = rendered.language  # after the body: set_content drops Content-*
     ascii_only = all(address.isascii() for address in recipients)

@@ -160,7 +160,7 @@ def export_attachments(
     xlsx_data = xlsx_bytes(suggestion_rows(session, span, tz))
     maintype, subtype = XLSX_TYPE.split("/")
     return (
-        FileAttachment(f"suggestions-{stamp}.csv", "text", "csv", csv_data),
+        FileAttachment(f"suggestions-{stamp}.csv", "text", "csv", csv_data, charset="utf-8"),
         FileAttachment(f"suggestions-{stamp}.xlsx", maintype, subtype, xlsx_data),
     )
 
