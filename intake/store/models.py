@@ -104,6 +104,9 @@ class Message(Base):
     html_only: Mapped[bool] = mapped_column(Boolean, default=False)
     parse_error: Mapped[str | None] = mapped_column(Text)
     defects: Mapped[list[Any]] = mapped_column(default=list)
+    # When staff looked at a quarantined (unparseable) message (`intake quarantine release`);
+    # until then `status --check` reports it as waiting.
+    reviewed_at: Mapped[datetime | None]
 
     kind: Mapped[str] = mapped_column(String(20), index=True)
     kind_reasons: Mapped[list[Any]] = mapped_column(default=list)
