@@ -15,8 +15,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -45,12 +46,21 @@ HTML_TEXT_BUDGET = 1_000_000
 COMPLETE, TRIMMED, COMPACT = "complete", "trimmed", "compact"
 FILTERED_LISTED = 50  # non-suggestions named at the end, so staff can spot a misfiled one
 NAME_CHARS = 80
-_KEEP = {"\n", "\t"}
 
 
 @dataclass(frozen=True, slots=True)
+class Shaping:
+    """How texts are shown: complete or trimmed, in each part; names in which language."""
+
+    language: str
+    tz: ZoneInfo
+    text_complete: bool
+    html_texts: str  # COMPLETE, TRIMMED or COMPACT (no text)
+
+
+@dataclass(frozen=True)
 class Suggestion:
-    """One suggestion as the templates show it."""
+    """One suggestion as the templates show it; its text is cleaned when first shown."""
 
     id: int
     sender_name: str
@@ -58,15 +68,47 @@ class Suggestion:
     role: str  # council | partner | public
     received_at: datetime  # local
     subject: str
-    text: str  # for the text part: complete, or trimmed to `text_more` fewer characters
-    text_more: int
-    paragraphs: tuple[tuple[str, ...], ...]  # for the HTML part: paragraphs of lines
-    paragraphs_more: int
     themes: tuple[str, ...]  # secondary themes, by name
     attachments: tuple[str, ...]
     late: bool
     duplicate_of: int | None  # the stored id of the suggestion this one repeats
     thread_of: int | None  # the stored id of the message this one answers
+    stored_text: str = field(repr=False)
+    shaping: Shaping = field(repr=False)
+
+    @cached_property
+    def _clean(self) -> str:
+        return clean_block(self.stored_text)
+
+    @cached_property
+    def _for_text(self) -> tuple[str, int]:
+        return (self._clean, 0) if self.shaping.text_complete else trim(self._clean)
+
+    @cached_property
+    def _for_html(self) -> tuple[str, int]:
+        if self.shaping.html_texts == COMPLETE:
+            return self._clean, 0
+        if self.shaping.html_texts == TRIMMED:
+            return trim(self._clean)
+        return "", 0
+
+    @property
+    def text(self) -> str:
+        """For the text part: complete, or trimmed by `text_more` characters."""
+        return self._for_text[0]
+
+    @property
+    def text_more(self) -> int:
+        return self._for_text[1]
+
+    @property
+    def paragraphs(self) -> tuple[tuple[str, ...], ...]:
+        """For the HTML part: paragraphs of lines (none in a compact digest)."""
+        return paragraphs(self._for_html[0])
+
+    @property
+    def paragraphs_more(self) -> int:
+        return self._for_html[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,16 +121,6 @@ class Filtered:
     sender_address: str
     subject: str
     received_at: datetime  # local
-
-
-@dataclass(frozen=True, slots=True)
-class Shaping:
-    """How texts are shown: complete or trimmed, in each part; names in which language."""
-
-    language: str
-    tz: ZoneInfo
-    text_complete: bool
-    html_texts: str  # COMPLETE, TRIMMED or COMPACT (no text)
 
 
 class SuggestionStream:
@@ -127,31 +159,20 @@ class SuggestionStream:
             last = ids[-1]
 
     def _suggestion(self, row: Any, themes: tuple[str, ...], files: tuple[str, ...]) -> Suggestion:
-        shaping = self._shaping
-        text = clean_block(row.text)
-        shown, more = (text, 0) if shaping.text_complete else trim(text)
-        if shaping.html_texts == COMPLETE:
-            html_text, html_more = text, 0
-        elif shaping.html_texts == TRIMMED:
-            html_text, html_more = trim(text)
-        else:
-            html_text, html_more = "", 0
         return Suggestion(
             id=row.id,
             sender_name=clean_text(row.from_name, NAME_CHARS),
             sender_address=clean_text(row.from_addr),
             role=row.sender_role,
-            received_at=row.received_at.astimezone(shaping.tz),
+            received_at=row.received_at.astimezone(self._shaping.tz),
             subject=clean_text(row.subject),
-            text=shown,
-            text_more=more,
-            paragraphs=paragraphs(html_text),
-            paragraphs_more=html_more,
             themes=themes,
             attachments=files,
             late=bool(row.late),
             duplicate_of=row.duplicate_of_id,
             thread_of=row.thread_of_id,
+            stored_text=row.text,
+            shaping=self._shaping,
         )
 
     def _secondary_themes(self, ids: list[int]) -> dict[int, tuple[str, ...]]:
@@ -264,12 +285,17 @@ def shaping_for(figures: Figures, *, final: bool, language: str, tz: ZoneInfo) -
 def clean_block(text: str) -> str:
     """A text with its line breaks, without control, bidi or invisible characters (SEC-5)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", "    ")
-    kept = "".join(
-        char
-        for char in text
-        if char in _KEEP or unicodedata.category(char) not in ("Cc", "Cf", "Co", "Cs")
-    )
-    lines = [line.rstrip() for line in kept.split("\n")]
+    # Fast path: str.isprintable() is False for every category removed below (and for some
+    # spaces, which then take the slow path and are kept).
+    if not text.replace("\n", "").isprintable():
+        text = "".join(
+            char
+            for char in text
+            if char == "\n"
+            or char.isprintable()
+            or unicodedata.category(char) not in ("Cc", "Cf", "Co", "Cs")
+        )
+    lines = [line.rstrip() for line in text.split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
 
 

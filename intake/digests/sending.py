@@ -23,7 +23,7 @@ from intake.digests.build import RenderedDigest, render_digest
 from intake.digests.figures import Span
 from intake.digests.mail import FileAttachment, build_digest_mail, digest_recipients
 from intake.digests.periods import DAILY, FINAL, FINAL_KEY, Period, due_periods
-from intake.digests.spreadsheets import XLSX_TYPE, csv_bytes, suggestion_rows, xlsx_bytes
+from intake.digests.spreadsheets import XLSX_TYPE, export_files, suggestion_rows
 from intake.store.db import session_factory, transaction
 from intake.store.models import DigestRun, OutboxMail
 from intake.store.outbox_rows import DIGEST, SENT, queue_mail
@@ -156,8 +156,7 @@ def export_attachments(
     """The final digest's CSV and XLSX: one row per suggestion in the span."""
     tz = settings.consultation.tz
     stamp = span.end.astimezone(tz).strftime("%Y-%m-%d")
-    csv_data = csv_bytes(suggestion_rows(session, span, tz))
-    xlsx_data = xlsx_bytes(suggestion_rows(session, span, tz))
+    csv_data, xlsx_data = export_files(suggestion_rows(session, span, tz))
     maintype, subtype = XLSX_TYPE.split("/")
     return (
         FileAttachment(f"suggestions-{stamp}.csv", "text", "csv", csv_data, charset="utf-8"),

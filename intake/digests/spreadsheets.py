@@ -10,67 +10,42 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
 from zoneinfo import ZoneInfo
 
 import xlsxwriter  # type: ignore[import-untyped]  # ships no type information
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import and_
+from sqlalchemy.orm import Session
 
-from intake.digests.cells import COLUMNS, row_for, safe_cell
+from intake.digests.cells import COLUMNS, export_rows, safe_cell
 from intake.digests.figures import SUGGESTION, Span
-from intake.store import queries
 from intake.store.models import Message
 
-BATCH = 500
 XLSX_CELL_CHARS = 32_767  # Excel's limit for one cell; longer texts are cut with a note
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 def suggestion_rows(session: Session, span: Span, tz: ZoneInfo) -> Iterator[list[str]]:
     """One list of safe cells per suggestion in the span, in `COLUMNS` order, by stored id."""
-    last = 0
-    while True:
-        messages = session.scalars(
-            select(Message)
-            .where(Message.kind == SUGGESTION, span.where(), Message.id > last)
-            .order_by(Message.id)
-            .limit(BATCH)
-            .options(
-                selectinload(Message.themes),
-                selectinload(Message.attachments),
-                selectinload(Message.ack),
-            )
-        ).all()
-        if not messages:
-            return
-        linked = [pk for m in messages for pk in (m.duplicate_of_id, m.thread_of_id) if pk]
-        ids = queries.message_ids_for(session, linked)
-        for message in messages:
-            row: dict[str, Any] = row_for(message, tz, ids)
-            yield [safe_cell(row[column]) for column in COLUMNS]
-        last = messages[-1].id
-        for message in messages:
-            session.expunge(message)
+    for row in export_rows(session, and_(Message.kind == SUGGESTION, span.where()), tz):
+        yield [safe_cell(row[column]) for column in COLUMNS]
 
 
-def csv_bytes(rows: Iterator[list[str]]) -> bytes:
-    """RFC 4180 CSV in UTF-8 with a byte-order mark (Excel reads UTF-8 only with one)."""
-    out = io.StringIO()
-    writer = csv.writer(out)
+def export_files(rows: Iterable[list[str]], sheet: str = "suggestions") -> tuple[bytes, bytes]:
+    """The rows as CSV and as XLSX, written in one pass.
+
+    CSV: RFC 4180 in UTF-8 with a byte-order mark (Excel reads UTF-8 only with one).
+    XLSX: a header row, then every non-empty cell as a string; constant-memory mode flushes
+    each row to a temporary file as it is written.
+    """
+    text = io.StringIO()
+    writer = csv.writer(text)
     writer.writerow(COLUMNS)
-    writer.writerows(rows)
-    return out.getvalue().encode("utf-8-sig")
-
-
-def xlsx_bytes(rows: Iterator[list[str]], sheet: str = "suggestions") -> bytes:
-    """An XLSX workbook with a header row and the rows, every cell a string."""
     out = io.BytesIO()
     workbook = xlsxwriter.Workbook(
         out,
         {
-            "constant_memory": True,  # rows are flushed to a temporary file as they are written
+            "constant_memory": True,
             "strings_to_formulas": False,
             "strings_to_urls": False,
             "strings_to_numbers": False,
@@ -82,10 +57,12 @@ def xlsx_bytes(rows: Iterator[list[str]], sheet: str = "suggestions") -> bytes:
         worksheet.write_string(0, column, name, bold)
     worksheet.freeze_panes(1, 0)
     for number, row in enumerate(rows, start=1):
+        writer.writerow(row)
         for column, value in enumerate(row):
-            worksheet.write_string(number, column, _fit(value))
+            if value:
+                worksheet.write_string(number, column, _fit(value))
     workbook.close()
-    return out.getvalue()
+    return text.getvalue().encode("utf-8-sig"), out.getvalue()
 
 
 def _fit(value: str) -> str:
