@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from intake import __version__, demo, digests, explain, export, ingest, outbox
+from intake import __version__, demo, digests, explain, export, health, ingest, outbox, worker
 from intake.config import Settings, load_settings
 from intake.errors import ConfigError, IntakeError
 from intake.sources import RawMail
@@ -292,12 +292,25 @@ def rules_explain(ctx: click.Context, ref: str) -> None:
 
 
 @cli.command()
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Health check: exit 1 and print each problem when the last good poll is older than "
+    "worker.stale_poll_seconds, outbox mail failed or quarantined mail waits for a look.",
+)
 @click.pass_context
 @_errors
-def status(ctx: click.Context) -> None:
-    """Counts per kind and theme, the last poll and the mailbox position."""
+def status(ctx: click.Context, check: bool) -> None:
+    """Counts per kind and theme, the last poll and the mailbox position; or --check health."""
     settings = _settings(ctx)
     engine = open_database(settings.database.url)
+    if check:
+        report = health.check_health(settings, engine, datetime.now(UTC))
+        for problem in report.problems:
+            click.echo(f"problem: {problem}")
+        click.echo("\n".join(report.lines))
+        click.echo("healthy" if report.ok else "unhealthy")
+        sys.exit(0 if report.ok else 1)
     tz = settings.consultation.tz
     with session_factory(engine)() as session:
         counts = queries.counts(session)
@@ -317,6 +330,57 @@ def status(ctx: click.Context) -> None:
         click.echo(f"  position:       UIDVALIDITY {state.uidvalidity}, last UID {state.last_uid}")
         if state.last_error:
             click.echo(f"  last error:     {state.last_error}")
+
+
+@cli.command(name="run")
+@click.pass_context
+@_errors
+def run_cmd(ctx: click.Context) -> None:
+    """Run the worker: poll, send and digest on schedule until SIGTERM or Ctrl-C.
+
+    One worker per database: a second one refuses to start (exit 1) while the first is alive.
+    """
+    settings = _settings(ctx)
+    # APScheduler logs every job run at INFO; intake logs what the jobs did.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    worker.run(settings)
+
+
+@cli.group(name="quarantine", invoke_without_command=True)
+@click.pass_context
+@_errors
+def quarantine(ctx: click.Context) -> None:
+    """List quarantined (unparseable) mail waiting for a look."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = _settings(ctx)
+    engine = open_database(settings.database.url)
+    tz = settings.consultation.tz
+    waiting = health.waiting_messages(engine)
+    if not waiting:
+        click.echo("no quarantined mail waiting")
+    for message in waiting:
+        when = message.received_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+        click.echo(f"{message.id:>5}  {when}  {message.from_addr[:40]:<40}  {message.subject[:50]}")
+        click.echo(f"       {(message.parse_error or '')[:120]}")
+
+
+@quarantine.command(name="release")
+@click.argument("ids", nargs=-1, type=int, required=True)
+@click.pass_context
+@_errors
+def quarantine_release(ctx: click.Context, ids: tuple[int, ...]) -> None:
+    """Mark quarantined messages as looked at, so that status --check stops reporting them."""
+    settings = _settings(ctx)
+    engine = open_database(settings.database.url)
+    released = health.release_quarantined(engine, list(ids), datetime.now(UTC))
+    click.echo(
+        f"released {len(released)} message(s){': ' if released else ''}"
+        f"{', '.join(map(str, released))}"
+    )
+    missing = sorted(set(ids) - set(released))
+    if missing:
+        click.echo(f"not quarantined or already released: {', '.join(map(str, missing))}", err=True)
 
 
 @cli.group()
