@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import signal
 import socket
@@ -159,15 +160,17 @@ class FailureLog:
     """
 
     def __init__(self) -> None:
-        self._current: dict[str, str] = {}
+        self._current: dict[str, tuple[str, str]] = {}  # job → (key, text) of its failure
         self._lock = threading.Lock()
 
     def failed(self, job: str, exc: BaseException) -> bool:
         """True when this failure was logged (it differs from the job's previous one)."""
         text = f"{type(exc).__name__}: {exc}"
+        # Failures that differ only in a number (attempts, seconds, a count) are the same one.
+        key = re.sub(r"\d+", "#", text)
         with self._lock:
-            repeated = self._current.get(job) == text
-            self._current[job] = text
+            repeated = self._current.get(job, ("", ""))[0] == key
+            self._current[job] = (key, text)
         if repeated:
             log.debug("%s failed again: %s", job, text)
             return False
@@ -177,11 +180,15 @@ class FailureLog:
             log.error("%s failed (retrying; logged once until it changes)", job, exc_info=exc)
         return True
 
+    def is_failing(self, job: str) -> bool:
+        with self._lock:
+            return job in self._current
+
     def succeeded(self, job: str) -> None:
         with self._lock:
             previous = self._current.pop(job, None)
         if previous is not None:
-            log.info("%s works again (it failed with %s)", job, previous)
+            log.info("%s works again (it failed with %s)", job, previous[1])
 
 
 # -- the steps ------------------------------------------------------------------------------
@@ -283,6 +290,8 @@ def stop_worker(worker: Worker, *, close_source: bool = True) -> None:
 def poll_mailbox(worker: Worker) -> ingest.PollSummary | None:
     """Fetch and store new mail (stops after the message in hand when asked to stop)."""
 
+    _set_imap_attempts(worker)
+
     def poll() -> ingest.PollSummary:
         try:
             return ingest.poll_once(
@@ -359,7 +368,7 @@ def run_cycle(worker: Worker) -> Cycle:
         if worker.should_stop():
             return Cycle()
         summary = poll_mailbox(worker)
-        queued = queue_digests(worker)
+        queued = None if worker.should_stop() else queue_digests(worker)
         if queued:
             log.info("digests queued: %s", ", ".join(queued))
         return Cycle(poll=summary, digests=queued, delivery=deliver_outbox(worker))
@@ -375,26 +384,46 @@ def mailbox_loop(worker: Worker) -> None:
     interval = worker.settings.worker.poll_interval_seconds
     source = worker.source
     idle_seconds = min(interval, IDLE_MAX_SECONDS)
+    # `stop.is_set()`, not `should_stop()`, out here: the heartbeat write belongs to whoever
+    # holds `busy`.
 
     def idle() -> bool:
+        _set_imap_attempts(worker)
         return isinstance(source, ImapSource) and source.idle_wait(idle_seconds)
 
-    while not worker.should_stop():
-        poll_job(worker)
+    first = True
+    while not worker.stop.is_set():
+        # The first round is the start cycle: poll, then catch up on missed digests.
+        if first:
+            run_cycle(worker)
+            first = False
+        else:
+            poll_job(worker)
         started = time.monotonic()
-        signalled = not worker.should_stop() and bool(_guarded(worker, "poll", idle))
+        # An IDLE failure is a poll failure (the same connection); an IDLE success says
+        # nothing about the poll, which may fail for other reasons.
+        signalled = not worker.stop.is_set() and bool(_guarded(worker, "poll", idle, clears=False))
         if not signalled:
             worker.stop.wait(max(0.0, interval - (time.monotonic() - started)))
 
 
-def _guarded(worker: Worker, job: str, action: Callable[[], T]) -> T | None:
+def _guarded(worker: Worker, job: str, action: Callable[[], T], *, clears: bool = True) -> T | None:
     try:
         result = action()
     except Exception as exc:  # the job boundary: log once, keep the worker running
         worker.failures.failed(job, exc)
         return None
-    worker.failures.succeeded(job)
+    if clears:
+        worker.failures.succeeded(job)
     return result
+
+
+def _set_imap_attempts(worker: Worker) -> None:
+    # While the mailbox is known to be down, one attempt per poll: the retries' warnings would
+    # otherwise repeat every poll what the one ERROR line already said.
+    if isinstance(worker.source, ImapSource):
+        failing = worker.failures.is_failing("poll")
+        worker.source.max_attempts = 1 if failing else WORKER_IMAP_ATTEMPTS
 
 
 def _record_poll_error(worker: Worker, exc: Exception) -> None:
@@ -455,6 +484,8 @@ def build_scheduler(worker: Worker) -> BackgroundScheduler:
             coalesce=True,
             misfire_grace_time=None,
         )
+    if worker.waits_in_idle:
+        return scheduler  # the mailbox thread runs the start cycle (SCHED-5)
     scheduler.add_job(
         run_cycle,
         DateTrigger(run_date=now, timezone=tz),
