@@ -135,3 +135,23 @@ def test_corpus_covers_every_kind_and_theme() -> None:
     assert any(e["late"] for e in expects if e["kind"] == "suggestion")
     assert any("duplicate_of" in e for e in expects)
     assert any("thread_of" in e for e in expects)
+
+
+SAMPLES = Path(__file__).resolve().parent.parent / "intake" / "samples"
+
+
+def test_every_sample_has_exactly_one_arrival_time() -> None:
+    with (SAMPLES / "arrivals.toml").open("rb") as handle:
+        arrivals = tomllib.load(handle)
+    assert set(arrivals) == {p.name for p in SAMPLES.glob("*.eml")}
+    assert all(isinstance(v, datetime) and v.utcoffset() is not None for v in arrivals.values())
+    assert any(value >= DEADLINE for value in arrivals.values())
+    assert any(value < DEADLINE for value in arrivals.values())
+
+
+@pytest.mark.parametrize("message", sorted(SAMPLES.glob("*.eml")), ids=lambda p: p.name)
+def test_sample_parses_with_the_stdlib(message: Path) -> None:
+    parsed = email.message_from_bytes(message.read_bytes())
+    assert parsed["From"]
+    assert parsed["Subject"]
+    assert message.read_bytes().startswith(b"Return-Path: <")
