@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,11 @@ from intake.triage.verdict import Kind, Reason, Role, Verdict
 
 log = logging.getLogger(__name__)
 
+# Subject prefixes of a forward (en, nl, de, fr clients).
+_FORWARD = re.compile(r"^\s*(fw|fwd|doorst|wg|tr)\s*:", re.IGNORECASE)
+# A reply or forward with at most this many words of its own repeats what it quotes; a
+# follow-up that adds to a suggestion says more (the thread mail in tests/mail has 35-42 words).
+COVERING_NOTE_WORDS = 25
 # Messages analysed before one commit: large enough to amortise the transaction, small enough
 # that a crash repeats little work and memory stays bounded.
 STORE_BATCH = 50
@@ -359,16 +365,28 @@ def _link(session: Session, message: Message, mail: ParsedMail) -> None:
         message.thread_of_id = thread.target_id
         reasons.append(f"reply: {thread.reason}")
     if message.kind == Kind.SUGGESTION and message.from_addr:
+        # The mail a reply answers is a candidate too: a resend "with the forgotten
+        # attachment" often replies to the first mail, and is still the same suggestion.
         earlier = [
             links.Earlier(row.id, row.subject, row.text, row.duplicate_of_id)
             for row in queries.earlier_suggestions(session, message.from_addr)
-            if row.id != message.thread_of_id
         ]
         resend = links.find_resend(message.subject, message.text, earlier)
+        if resend is None and mail.quoted and _is_covering_note(message, mail):
+            # Forwarding one's own earlier mail "in case it got lost", or answering it "now with
+            # the attachment": the suggestion is in the quoted part, the new text only covers it.
+            resend = links.find_resend(message.subject, mail.quoted, earlier)
         if resend is not None:
             message.duplicate_of_id = resend.target_id
             reasons.append(f"resend: {resend.reason}")
     message.link_reason = "; ".join(reasons)
+
+
+def _is_covering_note(message: Message, mail: ParsedMail) -> bool:
+    """A forward, or a reply to a stored message, whose own text is a line or two."""
+    if not (_FORWARD.match(message.subject) or message.thread_of_id is not None):
+        return False
+    return len(mail.text.split()) <= COVERING_NOTE_WORDS
 
 
 def to_message(source_name: str, item: Analysed) -> Message:
