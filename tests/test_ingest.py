@@ -419,3 +419,32 @@ def test_bounce_quoting_our_acknowledgement_marks_it_bounced(
 def outbox_rows(engine: Engine) -> list[OutboxMail]:
     with session_factory(engine)() as session:
         return list(session.scalars(select(OutboxMail).order_by(OutboxMail.id)))
+
+
+def test_mail_reusing_a_message_id_under_another_sender_is_a_message_of_its_own(
+    settings: Settings, engine: Engine
+) -> None:
+    deliver(settings, mail(message_id="same@example.nl"), JANUARY)
+    deliver(
+        settings,
+        mail(message_id="same@example.nl", sender="Bob <bob@example.nl>", subject="Ander idee"),
+        JANUARY,
+    )
+    summary = poll(settings, engine)
+    assert (summary.stored, summary.known) == (2, 0)
+
+
+def test_suggestion_whose_acknowledgement_cannot_be_built_is_stored_unacknowledged(
+    settings: Settings, engine: Engine
+) -> None:
+    hostile = mail().replace(
+        b"From: Anna de Vries <anna.devries@example.nl>",
+        b"From: =?utf-8?Q?agent?=@example.com",  # zammad mail118: an encoded-word address
+    )
+    deliver(settings, hostile, JANUARY)
+    summary = poll(settings, engine)
+    assert summary.quarantined == 0
+    (message,) = messages(engine)
+    assert message.kind == "suggestion"
+    assert message.ack_status == "suppressed"
+    assert message.ack_reason.startswith("unbuildable")

@@ -29,16 +29,33 @@ def find_message(session: Session, ref: str) -> Message:
     return message
 
 
-def find_known(session: Session, sha256: str, message_id: str, body_sha256: str) -> Message | None:
-    """The stored copy of a message: the same bytes, or the same Message-ID and body."""
+def find_known(
+    session: Session,
+    sha256: str,
+    message_id: str,
+    body_sha256: str,
+    *,
+    from_addr: str,
+    subject: str,
+) -> Message | None:
+    """The stored copy of a message: the same bytes, or the same Message-ID, sender, subject
+    and body (one mail delivered through two aliases differs only in its trace headers).
+
+    A mail that reuses a Message-ID under another sender or subject is a message of its own:
+    merging it would lose it (zammad's mail050 and mail059 in the shared corpus do this).
+    """
     return session.scalars(
         select(Message)
         .where(
             or_(
                 Message.sha256 == sha256,
-                (Message.message_id == message_id) & (Message.body_sha256 == body_sha256),
+                (Message.message_id == message_id)
+                & (Message.body_sha256 == body_sha256)
+                & (Message.from_addr == from_addr)
+                & (Message.subject == subject),
             )
         )
+        .order_by(Message.id)
         .limit(1)
     ).first()
 
