@@ -254,7 +254,14 @@ def store_one(
     if queries.has_source_item(session, source_name, raw.key):
         summary.known += 1
         return
-    existing = queries.find_known(session, item.sha256, mail.message_id, item.body_sha256)
+    existing = queries.find_known(
+        session,
+        item.sha256,
+        mail.message_id,
+        item.body_sha256,
+        from_addr=mail.sender.key if mail.sender else "",
+        subject=mail.subject,
+    )
     if existing is not None:
         session.add(SourceItem(source=source_name, key=raw.key, message_pk=existing.id))
         summary.known += 1
@@ -312,19 +319,27 @@ def _decide_ack(session: Session, message: Message, item: Analysed, pipeline: Pi
     for score in verdict.themes:
         theme = pipeline.rules.theme(score.theme)
         names.append(theme.name(language) if theme else score.theme)
-    built = acks.build_acknowledgement(
-        acks.AckInput.from_mail(
-            mail,
-            verdict,
-            recipient=decision.recipient,
-            received_at=item.raw.arrived_at,
-            theme_names=names,
-            language=language,
-        ),
-        pipeline.ack_settings,
-        pipeline.render,
-        now=now,
-    )
+    try:
+        built = acks.build_acknowledgement(
+            acks.AckInput.from_mail(
+                mail,
+                verdict,
+                recipient=decision.recipient,
+                received_at=item.raw.arrived_at,
+                theme_names=names,
+                language=language,
+            ),
+            pipeline.ack_settings,
+            pipeline.render,
+            now=now,
+        )
+    except ValueError as exc:
+        # A sender name or address no mail header can carry (the email package's header
+        # defects are ValueErrors): the suggestion is stored as it is, only unacknowledged.
+        log.warning("no acknowledgement for <%s>: %s", mail.message_id, exc)
+        message.ack_status = "suppressed"
+        message.ack_reason = f"unbuildable: {exc}"[:500]
+        return
     outbox_rows.queue_mail(
         session,
         purpose=outbox_rows.ACK,
