@@ -35,10 +35,8 @@ class Ingested:
 
     def by_key(self) -> dict[str, Message]:
         with session_factory(self.engine)() as session:
-            found = {
-                key: message
-                for key, message in session.execute(select(SourceItem.key, Message).join(Message))
-            }
+            rows = session.execute(select(SourceItem.key, Message).join(Message)).tuples()
+            found = dict(rows)
             session.expunge_all()
         return found
 
