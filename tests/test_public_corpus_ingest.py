@@ -35,8 +35,8 @@ class Ingested:
 
     def by_key(self) -> dict[str, Message]:
         with session_factory(self.engine)() as session:
-            rows = session.execute(select(SourceItem.key, Message).join(Message)).tuples()
-            found = dict(rows)
+            rows = session.execute(select(SourceItem.key, Message).join(Message))
+            found = {row[0]: row[1] for row in rows}
             session.expunge_all()
         return found
 
