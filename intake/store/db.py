@@ -21,6 +21,7 @@ from intake.errors import StoreError
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+WRITE_OPTION = "intake_writes"
 
 
 def open_database(url: str, *, migrate: bool = True) -> Engine:
@@ -40,6 +41,7 @@ def open_database(url: str, *, migrate: bool = True) -> Engine:
     engine = create_engine(parsed, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     if migrate:
         upgrade_to_head(engine)
     return engine
@@ -53,6 +55,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+    # SQLAlchemy emits BEGIN itself (see _sqlite_begin); the driver's own implicit
+    # transactions would begin too late to choose the lock mode.
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # A deferred transaction that reads and then writes cannot wait for the lock: SQLite
+    # answers "database is locked" at once when another process wrote in between. Write
+    # transactions therefore take the write lock up front and wait (busy_timeout) for it.
+    writes = connection.get_execution_options().get(WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
@@ -89,6 +102,11 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
-    """A session whose work is committed on success and rolled back on any exception."""
-    with session_factory(engine)() as session, session.begin():
+    """A write session: committed on success, rolled back on any exception.
+
+    On SQLite it holds the write lock from its first statement, so that concurrent writers
+    (the worker, a CLI command) queue for it instead of failing.
+    """
+    writer = engine.execution_options(**{WRITE_OPTION: True})
+    with session_factory(writer)() as session, session.begin():
         yield session
