@@ -261,7 +261,7 @@ def rules_check(ctx: click.Context) -> None:
     loaded = load_rules(settings.rules_path)
     click.echo(
         f"{settings.rules_path}: ok, {len(loaded.themes)} themes, {len(loaded.rules)} theme rules, "
-        f"{len(loaded.kind_patterns)} subject patterns"
+        f"{len(loaded.kind_patterns)} kind patterns"
     )
 
 

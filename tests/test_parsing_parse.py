@@ -181,8 +181,14 @@ def test_deeply_nested_message_returns_an_error_value_with_headers() -> None:
     assert mail.sender == Address("a@example.nl")
 
 
-def test_moderately_nested_message_is_cut_off_with_a_defect_not_an_error() -> None:
-    mail = parse(nested(100))
+def test_a_hundred_levels_of_nesting_still_give_the_text() -> None:
+    mail = parse(nested(120))
+    assert mail.error is None
+    assert mail.text == "onderaan"
+
+
+def test_absurd_nesting_is_cut_off_with_a_defect_not_an_error() -> None:
+    mail = parse(nested(400))
     assert mail.error is None
     assert "NestingTooDeep" in mail.defects
 
@@ -236,3 +242,29 @@ def test_missing_from_falls_back_to_reply_to_with_a_defect() -> None:
     mail = parse(b"Reply-To: <antwoord@example.nl>\nSubject: x\n\ntekst\n")
     assert mail.sender == Address("antwoord@example.nl")
     assert "FromMissing" in mail.defects
+
+
+def test_binary_labelled_as_text_is_marked_unreadable() -> None:
+    noise = bytes(range(256)) * 8
+    data = b"From: a@example.nl\nContent-Type: text/plain; charset=x-unknown\n\n" + noise
+    assert "UnreadableText" in parse(data).defects
+
+
+def test_dutch_text_with_a_stray_nul_is_readable() -> None:
+    text = "Graag meer groen in de binnenstad en minder verkeer op de Maasboulevard.\x00\n" * 5
+    data = b"From: a@example.nl\nContent-Type: text/plain; charset=utf-8\n\n" + text.encode()
+    assert "UnreadableText" not in parse(data).defects
+
+
+def test_the_actions_of_a_delivery_status_part_are_read() -> None:
+    data = (
+        b"From: postmaster@example.nl\nContent-Type: multipart/report;"
+        b' report-type=delivery-status; boundary="r"\n\n'
+        b"--r\nContent-Type: text/plain\n\nBezorgd.\n"
+        b"--r\nContent-Type: message/delivery-status\n\n"
+        b"Reporting-MTA: dns; mx.example.nl\n\n"
+        b"Final-Recipient: rfc822; a@example.nl\nAction: Delivered\nStatus: 2.0.0\n\n"
+        b"Final-Recipient: rfc822; b@example.nl\nAction: failed\nStatus: 5.1.1\n"
+        b"--r--\n"
+    )
+    assert parse(data).dsn_actions == ("delivered", "failed")

@@ -128,3 +128,18 @@ def test_nothing_is_lost_when_splitting() -> None:
 def test_text_without_markers_is_kept_whole() -> None:
     assert split_reply(f"{NEW}\nNog een regel.\n") == split_reply(f"{NEW}\nNog een regel.")
     assert split_reply(f"{NEW}\nNog een regel.").text == f"{NEW}\nNog een regel."
+
+
+def test_a_reply_whose_only_new_text_is_a_disclaimer_has_no_text() -> None:
+    reply = split_reply(
+        "Dit e-mailbericht is uitsluitend bestemd voor de geadresseerde(n).\n\n"
+        "Van: Griffie <griffie@example.nl>\nVerzonden: dinsdag 15 januari 2019 16:42\n"
+        "Aan: Raadsleden\nOnderwerp: Smart City\n\nGeachte raadsleden,"
+    )
+    assert reply.text == ""
+    assert reply.disclaimer.startswith("Dit e-mailbericht")
+
+
+def test_a_message_opening_with_disclaimer_words_but_no_quote_keeps_them() -> None:
+    text = "Disclaimer: ik werk bij de provincie, maar dit is op persoonlijke titel.\n\nMeer groen."
+    assert split_reply(text).text == text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -482,10 +483,79 @@ def test_a_blank_out_of_office_is_an_auto_reply_not_empty() -> None:
     assert [reason.code for reason in verdict.kind_reasons] == ["ooo-subject-en", "no-text"]
 
 
-def test_kind_is_never_decided_on_body_text() -> None:
+def test_kind_is_never_decided_on_words_inside_the_body() -> None:
     # DET-8: a suggestion quoting an out-of-office text is still a suggestion.
-    mail = make_mail(text="Automatic reply: I am out of the office. Undeliverable: mailbox full.")
+    mail = make_mail(
+        text="Mijn idee: geen 'Automatic reply: I am out of the office' meer van de gemeente."
+        " Undeliverable: mailbox full. Dit is een automatisch bericht."
+    )
     assert kind_of(mail) == (Kind.SUGGESTION, "")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Dit is een automatisch bericht.\n\nIk ben afwezig tot 18 februari.",
+        "Automatisch gegenereerd antwoord: uw bericht is ontvangen.",
+        "This is an automatic reply. I am away until 11 February.",
+        "Ik ben afwezig tot en met 8 februari. Voor spoed: 043 350 5050.",
+    ],
+)
+def test_a_short_text_that_opens_as_an_absence_notice_is_an_auto_reply(text: str) -> None:
+    assert kind_of(make_mail(subject="RE: Smart City", text=text)) == (
+        Kind.AUTO_REPLY,
+        "ooo-opening",
+    )
+
+
+def test_a_long_text_that_opens_like_a_notice_is_still_a_suggestion() -> None:
+    text = "Ik ben afwezig tot maandag, maar wil dit nog kwijt. " + "Meer sensoren. " * 40
+    assert kind_of(make_mail(text=text)) == (Kind.SUGGESTION, "")
+
+
+def test_a_delivery_notification_where_every_recipient_was_reached_is_a_receipt() -> None:
+    mail = replace(
+        make_mail(
+            subject="Bezorgd: Ontvangstbevestiging",
+            return_path="",
+            content_type="multipart/report",
+            report_type="delivery-status",
+            part_types=("multipart/report", "text/plain", "message/delivery-status"),
+            headers={"Auto-Submitted": "auto-replied"},
+        ),
+        dsn_actions=("delivered",),
+    )
+    assert kind_of(mail) == (Kind.RECEIPT, "dsn-delivered")
+    assert kind_of(replace(mail, dsn_actions=("delivered", "failed")))[0] is Kind.BOUNCE
+
+
+def test_a_subscription_notification_is_bulk_not_an_auto_reply() -> None:
+    headers = {"Auto-Submitted": "auto-generated", "Precedence": "bulk"}
+    assert kind_of(make_mail(headers=headers)) == (Kind.BULK, "precedence")
+    replied = {"Auto-Submitted": "auto-replied", "Precedence": "bulk"}
+    assert kind_of(make_mail(headers=replied)) == (Kind.AUTO_REPLY, "auto-submitted")
+
+
+def test_a_web_form_relaying_a_resident_from_a_no_reply_address_is_a_suggestion() -> None:
+    relay = make_mail(sender="noreply@maastricht.nl", return_path="noreply@maastricht.nl")
+    assert kind_of(relay) == (Kind.BULK, "system-sender")
+    resident = (Address("ton.vaessen@live.nl", "Ton Vaessen"),)
+    assert kind_of(replace(relay, reply_to=resident)) == (Kind.SUGGESTION, "")
+    same_domain = (Address("info@maastricht.nl"),)
+    assert kind_of(replace(relay, reply_to=same_domain)) == (Kind.BULK, "system-sender")
+
+
+def test_a_prize_draw_without_spam_headers_is_spam() -> None:
+    mail = make_mail(subject="CONGRATULATIONS!!! You have won EUR 1.500.000")
+    assert kind_of(mail) == (Kind.SPAM, "spam-subject")
+
+
+def test_decoded_binary_is_unparseable_whatever_its_null_sender_says() -> None:
+    mail = make_mail(return_path="", text="x\x00\x01" * 40)
+    assert kind_of(replace(mail, defects=("UnreadableText",))) == (
+        Kind.UNPARSEABLE,
+        "unreadable-text",
+    )
 
 
 def test_unparseable_mail_is_unparseable_with_the_error_as_reason() -> None:

@@ -15,7 +15,7 @@ import mailparser
 from mailparser.exceptions import MailParserRecursionError
 
 from intake.parsing.body import Body, extract_body
-from intake.parsing.charsets import is_western
+from intake.parsing.charsets import is_unreadable, is_western
 from intake.parsing.forwards import Forward, find_inline_forward, forward_from_message
 from intake.parsing.headers import (
     addresses_from_values,
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 TRUNCATED_DEFECT = "TruncatedMessage"  # only the headers were fetched (over the size limit)
 MAILPARSER_DEFECT = "MailParserFailed"  # mail-parser raised; the stdlib parse was used instead
 NO_FROM_DEFECT = "FromMissing"  # no usable From address; sender taken from Sender/Reply-To
+UNREADABLE_DEFECT = "UnreadableText"  # the text is decoded binary: nothing a person can read
 MAX_ERROR = 500  # characters of an exception message kept in ParsedMail.error
 
 
@@ -108,6 +109,8 @@ def _parse(original: bytes, *, truncated: bool) -> ParsedMail:
     defects.extend(body.defects)
     if truncated:
         defects.append(TRUNCATED_DEFECT)
+    if is_unreadable(body.text):
+        defects.append(UNREADABLE_DEFECT)
     reply = chosen.reply
     language = detect_language(f"{fields['subject']}\n{reply.text}") or detect_language(
         reply.quoted
@@ -117,6 +120,7 @@ def _parse(original: bytes, *, truncated: bool) -> ParsedMail:
         headers=headers,
         content_type=content_type,
         report_type=report_type,
+        dsn_actions=tuple(body.dsn_actions),
         part_types=tuple(part.get_content_type().lower() for part in msg.walk()),
         text=reply.text,
         quoted=reply.quoted,

@@ -11,9 +11,11 @@ from intake.parsing.htmltext import html_to_text
 from intake.parsing.parsed import Attachment
 
 # mail-parser caps nesting through RecursionError; our own walk stops well before that and
-# records a defect, so one absurd message cannot exhaust the stack here either.
-MAX_DEPTH = 40
+# records a defect, so one absurd message cannot exhaust the stack here either. Real mail that
+# went through many forwards and list gateways nests a hundred levels and more.
+MAX_DEPTH = 250
 _TEXT_TYPES = ("text/plain", "text/html")
+_DSN_TYPES = ("message/delivery-status", "message/global-delivery-status")
 
 
 @dataclass(slots=True)
@@ -24,6 +26,7 @@ class Body:
     html_only: bool = False
     attachments: list[Attachment] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)  # attached message/rfc822 parts
+    dsn_actions: list[str] = field(default_factory=list)  # Action: of each DSN recipient
     defects: list[str] = field(default_factory=list)
 
 
@@ -59,6 +62,10 @@ def _collect(
         inner = part.get_payload()
         if ctype == "message/rfc822" and isinstance(inner, list) and inner:
             body.messages.extend(m for m in inner[:1] if isinstance(m, Message))
+        if ctype in _DSN_TYPES and isinstance(inner, list):
+            # The first block is per message, the rest one per recipient (RFC 3464 §2.1).
+            fields = (block.get("Action") for block in inner if isinstance(block, Message))
+            body.dsn_actions.extend(str(value).strip().lower() for value in fields if value)
         return
     if part.is_multipart():
         children = [c for c in part.get_payload() if isinstance(c, Message)]
@@ -107,6 +114,7 @@ def _collect_alternative(
         # Attachments of every alternative are real (an HTML alternative's inline images).
         body.attachments.extend(sub.attachments)
         body.messages.extend(sub.messages)
+        body.dsn_actions.extend(sub.dsn_actions)
         body.defects.extend(sub.defects)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import unicodedata
 
 # Labels that Outlook and webmail put on text that is really Windows-1252 (€ = 0x80, curly
 # quotes 0x91–0x94). The WHATWG Encoding Standard maps all of them to windows-1252 as well.
@@ -139,3 +140,25 @@ def unsurrogate(value: str, hint: str | None = None) -> str:
 def is_western(label: str | None) -> bool:
     """True for the labels read as cp1252 (and for no label at all)."""
     return normalise_label(label) in _CP1252_LABELS
+
+
+# Decoded binary (a PNG or ciphertext labelled text/plain, random bytes after a broken header
+# block) is about one character in eight a control or undecodable character; written text in
+# any script has practically none. One in twenty leaves room for a stray NUL or two.
+UNREADABLE_SHARE = 0.05
+_MIN_UNREADABLE_LENGTH = 40
+
+
+def is_unreadable(text: str) -> bool:
+    """True when `text` is decoded binary rather than something a person wrote."""
+    text = text.strip()
+    if len(text) < _MIN_UNREADABLE_LENGTH:
+        return False
+    noise = sum(1 for ch in text if _is_noise(ch))
+    return noise > UNREADABLE_SHARE * len(text)
+
+
+def _is_noise(ch: str) -> bool:
+    if ch in "\t\n\r\f\v" or ch.isprintable():
+        return ch == "\ufffd"
+    return unicodedata.category(ch) in ("Cc", "Co", "Cn", "Cs")

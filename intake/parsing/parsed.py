@@ -57,6 +57,8 @@ class ParsedMail:
     part_types: tuple[str, ...]  # every MIME type in the tree, lower case, in order
     text: str  # the new text of the message: quotes, signature, disclaimer split off
     report_type: str | None = None  # multipart/report's report-type (RFC 6522), lower case
+    # The Action of every recipient in a delivery-status part (RFC 3464 §2.3.3), lower case.
+    dsn_actions: tuple[str, ...] = ()
     quoted: str = ""
     signature: str = ""
     disclaimer: str = ""

@@ -71,7 +71,9 @@ def split_reply(text: str) -> Reply:
     """The new text of a message, with quotes, signature and disclaimer split off."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     own, quoted = _split_quotes(lines)
-    own, disclaimer = _split_tail(own, _disclaimer_start(own))
+    # Above a quote, a disclaimer may be all there is: Outlook puts it at the top of a reply
+    # sent without new text. Elsewhere the first paragraph is kept as the sender's own.
+    own, disclaimer = _split_tail(own, _disclaimer_start(own, from_first=bool(quoted)))
     own, signature = _split_tail(own, _signature_start(own))
     return Reply(_join(own), _join(quoted), _join(signature), _join(disclaimer))
 
@@ -140,14 +142,15 @@ def _split_quotes(lines: list[str]) -> tuple[list[str], list[str]]:
     return [], rest
 
 
-def _disclaimer_start(lines: list[str]) -> int | None:
+def _disclaimer_start(lines: list[str], *, from_first: bool = False) -> int | None:
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None:
         return None
-    for index in range(first + 1, len(lines)):
+    floor = first if from_first else first + 1
+    for index in range(floor, len(lines)):
         window = " ".join(part.strip() for part in lines[index : index + 2])
         if lines[index].strip() and _DISCLAIMER.search(window):
-            return _paragraph_start(lines, index, floor=first + 1)
+            return _paragraph_start(lines, index, floor=floor)
     return None
 
 

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from intake.parsing import UNREADABLE_DEFECT
 from intake.parsing.parsed import ParsedMail
 from intake.triage.matching import fold
 from intake.triage.rules import Rules
@@ -62,6 +63,17 @@ def _is_allowlisted(mail: ParsedMail, inputs: KindInputs) -> bool:
 
 
 # -- reports and bounces (AR-7, DET-3) ------------------------------------------------------------
+
+
+_DELIVERED = frozenset({"delivered", "relayed", "expanded"})
+
+
+def is_delivery_notification(mail: ParsedMail, _: KindInputs) -> Reason | None:
+    # A DSN whose every recipient was reached (Outlook's "Bezorgd:") is a receipt: nothing
+    # bounced, and the report structure must not make it one (RFC 3464 §2.3.3).
+    if mail.dsn_actions and all(action in _DELIVERED for action in mail.dsn_actions):
+        return Reason("dsn-delivered", "structure", f"Action: {mail.dsn_actions[0]}")
+    return None
 
 
 def is_delivery_report(mail: ParsedMail, _: KindInputs) -> Reason | None:
@@ -276,7 +288,7 @@ _BULK_LOCAL = re.compile(
 
 
 def is_system_bulk_sender(mail: ParsedMail, inputs: KindInputs) -> Reason | None:
-    if _is_allowlisted(mail, inputs):
+    if _is_allowlisted(mail, inputs) or _relays_for_a_person(mail):
         return None
     for key in _sender_keys(mail):
         if _BULK_LOCAL.search(key.rpartition("@")[0]):
@@ -284,22 +296,73 @@ def is_system_bulk_sender(mail: ParsedMail, inputs: KindInputs) -> Reason | None
     return None
 
 
-# -- subject patterns from the rules file (DET-7), the last resort -----------------------------
+def _relays_for_a_person(mail: ParsedMail) -> bool:
+    """A web form relaying a resident's message: no-reply sender, the resident in Reply-To.
+
+    Without list headers, Precedence or Auto-Submitted (checked before this one), a Reply-To
+    in another domain that is not a system mailbox itself names the person who wrote.
+    """
+    if mail.sender is None or not mail.reply_to:
+        return False
+    domain = mail.sender.key.rpartition("@")[2]
+    return all(
+        "@" in person.addr
+        and person.key.rpartition("@")[2] != domain
+        and not _BULK_LOCAL.search(person.key.rpartition("@")[0])
+        and not _BOUNCE_LOCAL.match(person.key.rpartition("@")[0])
+        for person in mail.reply_to
+    )
 
 
-def _subject_check(kind: Kind) -> Check:
-    def matches_subject_pattern(mail: ParsedMail, inputs: KindInputs) -> Reason | None:
+OPENING_MAX_TEXT = 600  # characters of new text; a longer message is not a notice
+OPENING_LENGTH = 200  # characters at the start that `opening` patterns see
+
+# -- patterns from the rules file (DET-7), the last resort -----------------------------
+
+
+def _pattern_check(kind: Kind) -> Check:
+    def matches_pattern(mail: ParsedMail, inputs: KindInputs) -> Reason | None:
         subject = fold(mail.subject)
+        opening = _opening(mail)
         for pattern in inputs.rules.kind_patterns:
-            if pattern.kind is kind and any(regex.search(subject) for regex in pattern.subject):
+            if pattern.kind is not kind:
+                continue
+            if any(regex.search(subject) for regex in pattern.subject):
                 return Reason(pattern.id, "subject", mail.subject.strip())
+            found = next((m for r in pattern.opening if (m := r.search(opening))), None)
+            if opening and found:
+                return Reason(pattern.id, "body", found.group(0))
         return None
 
-    matches_subject_pattern.__name__ = f"matches_{kind.value}_subject"
-    return matches_subject_pattern
+    matches_pattern.__name__ = f"matches_{kind.value}_pattern"
+    return matches_pattern
+
+
+def _opening(mail: ParsedMail) -> str:
+    """The start of a short message's new text, folded, where an automatic notice shows.
+
+    DET-8 warns against classifying on the body; a notice such as "Dit is een automatisch
+    bericht" opening a few lines is the one exception: an absence reply without headers
+    shows itself nowhere else. A longer text is a person writing, whatever its first words.
+    """
+    text = mail.text.strip()
+    if not text or len(text) > OPENING_MAX_TEXT:
+        return ""
+    return fold(" ".join(text[:OPENING_LENGTH].split()))
 
 
 # -- nothing to read ------------------------------------------------------------------------------
+
+
+def has_unreadable_text(mail: ParsedMail, _: KindInputs) -> Reason | None:
+    # Decoded binary cannot be a suggestion, and a null sender on it proves nothing: it goes to
+    # the quarantine, where staff see the raw bytes.
+    if UNREADABLE_DEFECT not in mail.defects:
+        return None
+    return Reason("unreadable-text", "body", "")
+
+
+# -- nothing new to read ---------------------------------------------------------------------------
 
 
 def is_empty(mail: ParsedMail, _: KindInputs) -> Reason | None:
@@ -310,6 +373,7 @@ def is_empty(mail: ParsedMail, _: KindInputs) -> Reason | None:
 
 # Order is priority: certain structural evidence first, then headers, then the subject (DET-1).
 KIND_CHECKS: tuple[KindCheck, ...] = (
+    KindCheck(is_delivery_notification, Kind.RECEIPT),
     KindCheck(is_delivery_report, Kind.BOUNCE),
     KindCheck(has_delivery_status_part, Kind.BOUNCE),
     KindCheck(is_exchange_ndr, Kind.BOUNCE),
@@ -318,6 +382,7 @@ KIND_CHECKS: tuple[KindCheck, ...] = (
     KindCheck(is_read_receipt, Kind.RECEIPT),
     KindCheck(is_other_report, Kind.BOUNCE),
     KindCheck(is_system_bounce_sender, Kind.BOUNCE),
+    KindCheck(has_unreadable_text, Kind.UNPARSEABLE),
     KindCheck(is_own_address, Kind.AUTO_REPLY),
     KindCheck(is_flagged_spam, Kind.SPAM),
     KindCheck(is_auto_submitted, Kind.AUTO_REPLY, generic=True),
@@ -329,15 +394,15 @@ KIND_CHECKS: tuple[KindCheck, ...] = (
     KindCheck(is_list_mail, Kind.BULK),
     KindCheck(has_feedback_id, Kind.BULK),
     KindCheck(is_system_bulk_sender, Kind.BULK),
-    KindCheck(_subject_check(Kind.BOUNCE), Kind.BOUNCE),
-    KindCheck(_subject_check(Kind.RECEIPT), Kind.RECEIPT),
-    KindCheck(_subject_check(Kind.AUTO_REPLY), Kind.AUTO_REPLY),
-    KindCheck(_subject_check(Kind.BULK), Kind.BULK),
-    KindCheck(_subject_check(Kind.SPAM), Kind.SPAM),
+    KindCheck(_pattern_check(Kind.BOUNCE), Kind.BOUNCE),
+    KindCheck(_pattern_check(Kind.RECEIPT), Kind.RECEIPT),
+    KindCheck(_pattern_check(Kind.AUTO_REPLY), Kind.AUTO_REPLY),
+    KindCheck(_pattern_check(Kind.BULK), Kind.BULK),
+    KindCheck(_pattern_check(Kind.SPAM), Kind.SPAM),
     KindCheck(is_empty, Kind.EMPTY),
 )
 
-_SPECIFIC_FOR_GENERIC = (Kind.BOUNCE, Kind.AUTO_REPLY, Kind.RECEIPT)
+_SPECIFIC_FOR_GENERIC: tuple[Kind, ...] = (Kind.BOUNCE, Kind.AUTO_REPLY, Kind.RECEIPT)
 
 
 def detect_kind(mail: ParsedMail, inputs: KindInputs) -> tuple[Kind, tuple[Reason, ...]]:
@@ -349,15 +414,18 @@ def detect_kind(mail: ParsedMail, inputs: KindInputs) -> tuple[Kind, tuple[Reaso
     if not hits:
         return Kind.SUGGESTION, ()
     decide = 0
-    first = hits[0][0]
+    first, first_reason = hits[0]
     if first.generic:
+        specific = _SPECIFIC_FOR_GENERIC
+        if "auto-generated" in first_reason.matched.lower():
+            # A notification sent to every subscriber (Auto-Submitted: auto-generated with
+            # Precedence: bulk or list headers) is bulk, not a reply to anyone.
+            specific = (*specific, Kind.BULK)
         decide = next(
             (
                 n
                 for n, (row, _) in enumerate(hits)
-                if not row.generic
-                and row.kind in _SPECIFIC_FOR_GENERIC
-                and row.kind is not first.kind
+                if not row.generic and row.kind in specific and row.kind is not first.kind
             ),
             0,
         )

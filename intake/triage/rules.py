@@ -52,11 +52,14 @@ class ThemeRule:
 
 @dataclass(frozen=True, slots=True)
 class KindPattern:
-    """Subject patterns that mark mail without machine headers (DET-7): the last resort."""
+    """Patterns that mark mail without machine headers (DET-7): the last resort."""
 
     id: str
     kind: Kind
     subject: tuple[re.Pattern[str], ...]  # matched against the folded subject
+    # Matched against the folded start of a short new text (kinds.OPENING_*), for notices
+    # that say what they are only in their first words.
+    opening: tuple[re.Pattern[str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,21 +413,28 @@ class _Reader:
     ) -> KindPattern | None:
         key: Key = ("kind_patterns", number)
         before = len(self.problems)
-        self.known_keys(key, table, {"id", "kind", "subject", "note"})
+        self.known_keys(key, table, {"id", "kind", "subject", "opening", "note"})
         pattern_id = self.read_id(key, table.get("id"), ids)
         kind_name = self.text_value((*key, "kind"), table.get("kind"))
         if kind_name and kind_name not in PATTERN_KINDS:
             allowed = ", ".join(PATTERN_KINDS)
             self.problem((*key, "kind"), f"unknown kind {kind_name!r}; use one of {allowed}")
+        if "subject" not in table and "opening" not in table:
+            self.problem(key, "needs `subject` or `opening` patterns")
+        subject = self.pattern_list((*key, "subject"), table.get("subject", []))
+        opening = self.pattern_list((*key, "opening"), table.get("opening", []))
+        if len(self.problems) > before:
+            return None
+        return KindPattern(pattern_id, Kind(kind_name), subject, opening)
+
+    def pattern_list(self, key: Key, value: object) -> tuple[re.Pattern[str], ...]:
         compiled = []
-        for source in self.strings((*key, "subject"), table.get("subject")):
+        for source in self.strings(key, value, allow_empty=True):
             try:
                 compiled.append(re.compile(strip_accents(source), re.IGNORECASE))
             except re.error as exc:
-                self.problem((*key, "subject"), f"bad regular expression {source!r}: {exc}")
-        if len(self.problems) > before:
-            return None
-        return KindPattern(pattern_id, Kind(kind_name), tuple(compiled))
+                self.problem(key, f"bad regular expression {source!r}: {exc}")
+        return tuple(compiled)
 
     def read_senders(self, key: Key, value: object) -> SenderList:
         table = self.table(key, value)
