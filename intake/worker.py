@@ -105,21 +105,19 @@ def acquire_lock(engine: Engine, holder: str, now: datetime) -> str | None:
         if current is None:  # released in between: start over
             return acquire_lock(engine, holder, now)
         previous, beat = current.holder, current.heartbeat_at
+        gone = has_exited(previous)
+        stale = [] if gone else [WorkerLock.heartbeat_at < now - LOCK_STALE]
         taken = session.execute(
             update(WorkerLock)
-            .where(
-                WorkerLock.name == LOCK_NAME,
-                WorkerLock.holder == previous,
-                WorkerLock.heartbeat_at < now - LOCK_STALE,
-            )
+            .where(WorkerLock.name == LOCK_NAME, WorkerLock.holder == previous, *stale)
             .values(holder=holder, acquired_at=now, heartbeat_at=now)
             .execution_options(synchronize_session=False)
         )
         if getattr(taken, "rowcount", 0) == 1:
             log.warning(
-                "took over the worker lock from %s: its last heartbeat was %s ago",
+                "took over the worker lock from %s: %s",
                 previous,
-                now - beat,
+                "that process has exited" if gone else f"its last heartbeat was {now - beat} ago",
             )
             return previous
     age = int((now - beat).total_seconds())
@@ -127,6 +125,26 @@ def acquire_lock(engine: Engine, holder: str, now: datetime) -> str | None:
         f"another worker runs on this database: {previous} (last heartbeat {age} s ago). "
         f"Stop it first; a worker silent for {int(LOCK_STALE.total_seconds())} s is taken over."
     )
+
+
+def has_exited(holder: str) -> bool:
+    """True when `holder` names a process of this host that no longer exists.
+
+    A worker killed (SIGKILL, the OOM killer) and restarted by its supervisor need not wait
+    LOCK_STALE for its own lock. Anything uncertain is False and left to the heartbeat: another
+    host, a PID that lives (perhaps reused), our own PID (the holder may run in another PID
+    namespace under the same host name, as containers with the host's network do).
+    """
+    match = re.fullmatch(r"(\S+) pid (\d+) \S+", holder)
+    if match is None or match[1] != socket.gethostname() or int(match[2]) == os.getpid():
+        return False
+    try:
+        os.kill(int(match[2]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists, run by another user
+    return False
 
 
 def heartbeat(engine: Engine, holder: str, now: datetime) -> bool:

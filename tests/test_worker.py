@@ -244,6 +244,31 @@ def test_a_second_worker_refuses_to_start_naming_the_first(engine: Engine) -> No
     assert worker.heartbeat(engine, "host-a pid 1 aaaa", now + timedelta(seconds=100))
 
 
+def test_the_lock_of_a_worker_that_exited_on_this_host_is_taken_over_at_once(
+    engine: Engine,
+) -> None:
+    now = datetime.now(UTC)
+    exited = subprocess.Popen([sys.executable, "-c", "pass"])
+    exited.wait()
+    living = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        worker.acquire_lock(engine, f"{socket.gethostname()} pid {living.pid} aaaa", now)
+        with pytest.raises(worker.LockHeldError):  # alive: its heartbeat is fresh
+            worker.acquire_lock(engine, "other", now)
+        worker.release_lock(engine, f"{socket.gethostname()} pid {living.pid} aaaa")
+    finally:
+        living.kill()
+        living.wait()
+    killed = f"{socket.gethostname()} pid {exited.pid} bbbb"
+    worker.acquire_lock(engine, killed, now)  # SIGKILLed a second later, never released
+    elsewhere = f"elsewhere.example pid {exited.pid} cccc"
+    assert worker.acquire_lock(engine, elsewhere, now + timedelta(seconds=1)) == killed
+    # A holder on another host may be alive whatever its PID: only its heartbeat tells.
+    with pytest.raises(worker.LockHeldError):
+        worker.acquire_lock(engine, "restarted", now + timedelta(seconds=2))
+    assert worker.acquire_lock(engine, "restarted", now + timedelta(minutes=3)) == elsewhere
+
+
 def test_intake_run_exits_1_when_another_worker_holds_the_lock(
     settings: Settings, engine: Engine, tmp_path: Path
 ) -> None:
