@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import struct
 import subprocess
@@ -17,6 +18,51 @@ from tests.test_digest_fixtures import engine, local, settings, store
 __all__ = ["engine", "settings"]  # fixtures
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium_args(tmp_path: Path) -> list[str]:
+    return [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
+def test_a_script_in_a_suggestion_is_shown_as_text_and_does_not_run_in_chromium(
+    tmp_path: Path, settings: Settings, engine: Engine
+) -> None:
+    attack = (
+        "<script>document.body.setAttribute('data-pwned', 'yes')</script>"
+        "<img src=x onerror=\"document.body.setAttribute('data-pwned', 'img')\">"
+        '<a href="javascript:alert(1)">klik</a>'
+    )
+    store(engine, stored_at=local(2019, 2, 4, 10, 0), text=attack, subject=attack)
+    store(engine, stored_at=local(2019, 2, 4, 11, 0), from_name=attack, kind="auto_reply")
+    rendered = preview_digest(
+        settings, engine, final=False, since=None, now=local(2019, 2, 5, 8, 0)
+    )
+    page = tmp_path / "digest.html"
+    rendered.write_preview(page)
+    dom = subprocess.run(
+        [*chromium_args(tmp_path), "--dump-dom", page.as_uri()],
+        check=True,
+        capture_output=True,
+        timeout=60,
+        text=True,
+    ).stdout
+    # The browser's DOM after scripts ran: no attribute set, no live script or link, but the
+    # text as the sender wrote it.
+    assert "data-pwned=" not in dom
+    assert "<script" not in dom.lower()
+    assert not re.search(r"<a\s[^>]*href=\"javascript:", dom, re.IGNORECASE)
+    assert "&lt;script&gt;document.body.setAttribute" in dom
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
@@ -35,15 +81,7 @@ def test_the_preview_renders_as_a_page_in_chromium(
     shot = tmp_path / "digest.png"
     subprocess.run(
         [
-            str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--user-data-dir={tmp_path / 'profile'}",
+            *chromium_args(tmp_path),
             f"--screenshot={shot}",
             "--window-size=900,1600",
             page.as_uri(),
