@@ -96,6 +96,7 @@ def poll(ctx: click.Context) -> None:
     if progress:
         click.echo("", err=True)
     delivery = outbox.deliver_due(settings, engine)
+    digests.mark_sent_digests(engine)  # a queued digest may have gone out with this delivery
     click.echo(f"{summary}; outbox: {delivery}")
 
 
@@ -106,7 +107,9 @@ def send(ctx: click.Context) -> None:
     """Send the queued acknowledgements and digests that are due."""
     settings = _settings(ctx)
     engine = open_database(settings.database.url)
-    click.echo(str(outbox.deliver_due(settings, engine)))
+    delivery = outbox.deliver_due(settings, engine)
+    digests.mark_sent_digests(engine)
+    click.echo(str(delivery))
 
 
 @cli.command(name="digest")

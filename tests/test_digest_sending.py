@@ -259,3 +259,21 @@ def test_the_digest_command_previews_to_a_file_and_refuses_unclear_options(
     sent = runner.invoke(cli, ["--config", str(config), "digest", "--send"])
     assert sent.exit_code == 2
     assert "digest.recipients" in sent.output
+
+
+def test_intake_send_delivers_a_queued_digest_and_records_it_sent(
+    settings: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    store(engine, stored_at=local(2019, 2, 4, 10, 0))
+    assert send_due_digests(settings, engine, local(2019, 2, 5, 8, 1)) == ["daily 2019-02-05"]
+    env = {
+        "INTAKE_DATABASE_URL": settings.database.url,
+        "INTAKE_OUTGOING_URL": settings.outgoing.url,
+        "INTAKE_OUTGOING_MAX_PER_MINUTE": "0",
+    }
+    result = CliRunner().invoke(cli, ["send"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (run,) = runs(engine)
+    assert run.status == "sent"
+    assert run.sent_at is not None
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
