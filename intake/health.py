@@ -1,4 +1,4 @@
-"""`status --check`: last poll age, outbox failures, quarantine waiting.
+"""`status --check`: last poll age, digest recipients, outbox failures, quarantine waiting.
 
 Everything is read from the database, so the check works from another process than the worker
 (a container HEALTHCHECK, a monitoring script) and needs neither the mailbox nor the network.
@@ -35,7 +35,8 @@ class HealthReport:
 
 def check_health(settings: Settings, engine: Engine, now: datetime) -> HealthReport:
     """The health of this intake at `now`: the last good poll of the configured mailbox is
-    recent, no outbox mail failed, and no quarantined message waits for a look."""
+    recent, digests have somewhere to go, no outbox mail failed, and no quarantined message
+    waits for a look."""
     tz = settings.consultation.tz
     source = mailbox_name(settings)
     stale_after = timedelta(seconds=settings.worker.stale_poll_seconds)
@@ -67,6 +68,13 @@ def check_health(settings: Settings, engine: Engine, now: datetime) -> HealthRep
             )
     if error:
         lines.append(f"  {error.removeprefix('; ')}")
+
+    lines.append(f"digest recipients: {len(settings.digest.recipients)}")
+    if not settings.digest.recipients:
+        problems.append(
+            "digest: no recipients, so the daily and final digests cannot be sent;"
+            " set [digest] recipients (or INTAKE_DIGEST_RECIPIENTS)"
+        )
 
     lines.append(f"outbox: {failed} failed")
     if failed:

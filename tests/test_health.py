@@ -13,7 +13,7 @@ from sqlalchemy import Engine, update
 
 from intake import health
 from intake.cli import cli
-from intake.config import Database, Mailbox, Settings, Worker
+from intake.config import Database, Digest, Mailbox, Settings, Worker
 from intake.store import queries
 from intake.store.db import open_database, transaction
 from intake.store.models import OutboxMail
@@ -29,6 +29,7 @@ def settings(tmp_path: Path) -> Settings:
         mailbox=Mailbox(url=f"maildir:{tmp_path / 'mail'}"),
         database=Database(url=f"sqlite:///{tmp_path / 'intake.db'}"),
         worker=Worker(stale_poll_seconds=900),
+        digest=Digest(recipients=["onderzoek@maastricht.nl"]),
     )
 
 
@@ -77,6 +78,17 @@ def test_a_recent_poll_with_nothing_failed_or_waiting_is_healthy(
     assert report.ok
     assert report.problems == []
     assert "  last good poll: 2019-02-04T10:59:00+01:00 (60 s ago)" in report.lines
+
+
+def test_digests_without_recipients_are_unhealthy(settings: Settings, engine: Engine) -> None:
+    record_poll(settings, engine, success_at=NOW - timedelta(minutes=1))
+    nobody = settings.model_copy(update={"digest": Digest(recipients=[])})
+    report = health.check_health(nobody, engine, NOW)
+    assert not report.ok
+    assert report.problems == [
+        "digest: no recipients, so the daily and final digests cannot be sent;"
+        " set [digest] recipients (or INTAKE_DIGEST_RECIPIENTS)"
+    ]
 
 
 def test_a_mailbox_never_polled_is_unhealthy(settings: Settings, engine: Engine) -> None:
@@ -135,7 +147,8 @@ def test_status_check_exits_1_printing_each_problem_and_0_when_healthy(
     config.write_text(
         f'[mailbox]\nurl = "{settings.mailbox.url}"\n'
         f'[database]\nurl = "{settings.database.url}"\n'
-        f'[outgoing]\nurl = "file:{tmp_path / "outbox"}"\n',
+        f'[outgoing]\nurl = "file:{tmp_path / "outbox"}"\n'
+        '[digest]\nrecipients = ["onderzoek@maastricht.nl"]\n',
         encoding="utf-8",
     )
     runner = CliRunner()
