@@ -1,36 +1,23 @@
-"""should_ack(...) -> AckDecision (pure); build the acknowledgement mail."""
+"""should_ack(...) -> AckDecision: pure, one check per reason, in the checklist's order."""
 
 from __future__ import annotations
 
-import email.policy
 import re
-import unicodedata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from email.headerregistry import Address as HeaderAddress
-from email.message import EmailMessage
-from email.utils import format_datetime, getaddresses, make_msgid
-from zoneinfo import ZoneInfo
+from email.utils import getaddresses
 
+from intake.acks.marks import (
+    LANGUAGES,
+    LOOP_HEADER,
+    MESSAGE_ID_TAG,
+    is_valid_address,
+    message_id_domain,
+    printable,
+)
 from intake.config import Settings
-from intake.errors import ConfigError
 from intake.parsing.parsed import ParsedMail
 from intake.triage.verdict import Kind, Verdict
-
-LANGUAGES = ("nl", "en")
-# Our own loop header (AR-9, like RT's X-RT-Loop-Prevention); its value is our Message-ID domain.
-LOOP_HEADER = "X-Intake-Loop"
-# Our Message-IDs end in ".intake@<domain>": the domain alone is not enough, because mail clients
-# such as Thunderbird put the sender's own domain (maastricht.nl) into the ids they make.
-MESSAGE_ID_TAG = "intake"
-MAX_VALUE_CHARS = 150  # SMTP-10: reused subjects and names are capped
-MAX_LISTED = 20  # attachment and theme names listed in an acknowledgement
-MAX_REFERENCES = 20  # RFC 5322 §3.6.4 allows trimming References; keep the first and the last
-
-
-# ---------------------------------------------------------------------------------------------
-# The decision
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +231,8 @@ _BULK_DOMAINS = (
     "sendinblue.com",
     "createsend.com",
 )
+
+
 _MACHINE_LOCAL = re.compile(r"[0-9a-f]{16,}|\d{8,}")
 
 
@@ -272,11 +261,15 @@ ROBOT_CHECKS: tuple[tuple[str, Check], ...] = (
     ("spam-flag", is_spam_flagged),  # AR-12
     ("bulk-return-path", has_bulk_return_path),  # AR-13
 )
+
+
 LOOP_CHECKS: tuple[tuple[str, Check], ...] = (
     ("own-address", is_own_address),  # AR-9
     ("own-message-id", has_own_message_id),
     ("loop-header", has_loop_header),
 )
+
+
 ACK_REASONS = (
     "disabled",
     "not-a-suggestion",
@@ -323,7 +316,7 @@ def should_ack(
     if recipient is None:
         return AckDecision(send=False, reason="no-recipient")
     if not is_valid_address(recipient):
-        return AckDecision(send=False, reason="invalid-recipient", detail=_printable(recipient))
+        return AckDecision(send=False, reason="invalid-recipient", detail=printable(recipient))
     if policy.require_addressed and not _is_addressed(mail, policy):  # AR-10
         return AckDecision(send=False, reason="not-addressed")
     if policy.honour_suppress_header and (matched := _suppressed(mail)):  # AR-6
@@ -352,19 +345,6 @@ def ack_recipient(mail: ParsedMail) -> str | None:
     if mail.sender is not None and mail.sender.addr.strip():
         return mail.sender.addr.strip()
     return None
-
-
-_ADDRESS = re.compile(r"[^\s@<>()\[\],;:\"\\]+@[^\s@<>()\[\],;:\"\\]+")
-
-
-def is_valid_address(address: str) -> bool:
-    """True for one bare address: one @, no spaces, brackets, separators or control characters."""
-    if len(address) > 254 or not _ADDRESS.fullmatch(address):
-        return False
-    if any(unicodedata.category(char) in ("Cc", "Cf") for char in address):
-        return False
-    domain = address.rpartition("@")[2]
-    return not (domain.startswith(".") or domain.endswith(".") or ".." in domain)
 
 
 def _unsigned(address: str) -> str:
@@ -406,227 +386,3 @@ def choose_language(mail: ParsedMail, default: str) -> str:
             if primary in LANGUAGES:
                 return primary
     return default
-
-
-# ---------------------------------------------------------------------------------------------
-# The acknowledgement itself
-
-
-@dataclass(frozen=True, slots=True)
-class AckSettings:
-    """The sender's side of every acknowledgement, taken from the settings once."""
-
-    from_address: str
-    from_name: str
-    message_id_domain: str
-    consultation_name: str
-    deadline: datetime  # aware
-    timezone: str
-    contact: str  # whom to ask; the From address when not configured
-    default_language: str = "nl"
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> AckSettings:
-        outgoing, consultation = settings.outgoing, settings.consultation
-        return cls(
-            from_address=outgoing.from_address.strip(),
-            from_name=outgoing.from_name,
-            message_id_domain=message_id_domain(settings),
-            consultation_name=consultation.name,
-            deadline=consultation.deadline_at,
-            timezone=consultation.timezone,
-            contact=consultation.contact.strip() or outgoing.from_address.strip(),
-            default_language=consultation.language,
-        )
-
-
-def message_id_domain(settings: Settings) -> str:
-    """Our Message-ID domain: `outgoing.message_id_domain`, else From's (never the host, SMTP-6)."""
-    domain = (
-        settings.outgoing.message_id_domain or settings.outgoing.from_address.rpartition("@")[2]
-    )
-    return domain.strip().lower()
-
-
-@dataclass(frozen=True, slots=True)
-class AckInput:
-    """What one acknowledgement says about the suggestion it answers."""
-
-    message_id: str | None  # the original's, without brackets; None when it had none
-    references: tuple[str, ...]
-    subject: str
-    received_at: datetime  # aware: when the mailbox received it
-    attachment_names: tuple[str, ...]
-    theme_names: tuple[str, ...]  # human and localised, primary first
-    late: bool
-    language: str  # "nl" or "en"
-    recipient: str  # from AckDecision.recipient
-    recipient_name: str = ""  # From's display name when From is the recipient
-
-    @classmethod
-    def from_mail(
-        cls,
-        mail: ParsedMail,
-        verdict: Verdict,
-        *,
-        recipient: str,
-        received_at: datetime,
-        theme_names: Sequence[str],
-        language: str,
-    ) -> AckInput:
-        same_person = mail.sender is not None and mail.sender.key == recipient.strip().lower()
-        return cls(
-            message_id=None if mail.message_id_derived else mail.message_id,
-            references=mail.references,
-            subject=mail.subject,
-            received_at=received_at,
-            attachment_names=tuple(a.filename for a in mail.attachments if not a.is_inline),
-            theme_names=tuple(theme_names),
-            late=verdict.late,
-            language=language,
-            recipient=recipient,
-            recipient_name=mail.sender.name if mail.sender and same_person else "",
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class BuiltMail:
-    message_id: str  # without brackets
-    recipient: str
-    subject: str
-    data: bytes
-
-
-# `rendering.render_mail` with its templates folder bound: (name, lang, context) → (subject, text,
-# html). A callable, because acks and rendering are independent modules of one layer.
-Render = Callable[[str, str, Mapping[str, object]], tuple[str, str, str]]
-
-
-def salutation_name(name: str) -> str:
-    """A display name as one addresses a person: Outlook's "Hermans, Jeroen" → "Jeroen Hermans"."""
-    last, comma, first = name.partition(",")
-    if comma and first.strip() and last.strip() and "," not in first and "@" not in name:
-        return f"{first.strip()} {last.strip()}"
-    return name
-
-
-def ack_context(ack: AckInput, settings: AckSettings) -> dict[str, object]:
-    """The template variables of an acknowledgement (templates/README.md lists each)."""
-    tz = ZoneInfo(settings.timezone)
-    attachments = [clean_text(name) for name in ack.attachment_names if clean_text(name)]
-    return {
-        "consultation": clean_text(settings.consultation_name),
-        "name": salutation_name(clean_text(ack.recipient_name, 80)),
-        "subject": clean_text(ack.subject),
-        "received_at": _aware(ack.received_at, "received_at").astimezone(tz),
-        "attachments": attachments[:MAX_LISTED],
-        "attachments_more": max(0, len(attachments) - MAX_LISTED),
-        "themes": [clean_text(name) for name in ack.theme_names if clean_text(name)][:MAX_LISTED],
-        "late": ack.late,
-        "deadline": _aware(settings.deadline, "deadline").astimezone(tz),
-        "contact": clean_text(settings.contact),
-        "sender_name": clean_text(settings.from_name),
-    }
-
-
-def build_acknowledgement(
-    ack: AckInput, settings: AckSettings, render: Render, *, now: datetime
-) -> BuiltMail:
-    """The acknowledgement as bytes, with a fresh Message-ID at our domain, ready to queue.
-
-    Raises ConfigError when the sender address or Message-ID domain is missing or malformed,
-    ValueError when `ack.recipient` is not one valid address or a time is naive.
-    """
-    if not is_valid_address(ack.recipient):
-        raise ValueError(f"not a single valid address: {_printable(ack.recipient)!r}")
-    language = ack.language if ack.language in LANGUAGES else settings.default_language
-    subject, text, html = render("ack", language, ack_context(ack, settings))
-    subject = clean_text(subject, 200)
-    domain = _checked_domain(settings.message_id_domain)
-    message_id = make_msgid(idstring=MESSAGE_ID_TAG, domain=domain)
-
-    msg = EmailMessage()
-    msg["From"] = _sender(settings)
-    msg["To"] = HeaderAddress(
-        display_name=clean_text(ack.recipient_name, 80), addr_spec=ack.recipient
-    )
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime(_aware(now, "now").astimezone(ZoneInfo(settings.timezone)))
-    msg["Message-ID"] = message_id
-    original = _message_id(ack.message_id) if ack.message_id else None
-    if original:
-        msg["In-Reply-To"] = original
-        msg["References"] = " ".join(_references(ack.references, original))
-    msg["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5
-    msg["X-Auto-Response-Suppress"] = "All"  # Exchange: no OOF or receipts for our ack (AR-21)
-    # Read by helpdesks and responders that ignore Auto-Submitted (Zammad, Discourse); unlike
-    # bulk/junk it does not mark the ack as bulk mail for spam filters.
-    msg["Precedence"] = "auto_reply"
-    msg[LOOP_HEADER] = domain
-    # SMTP-8: plain first, HTML last (the preferred part); quoted-printable stays 7-bit clean.
-    msg.set_content(text, charset="utf-8", cte="quoted-printable")
-    msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
-    msg["Content-Language"] = language  # after the body: set_content drops Content-* headers
-    policy = email.policy.SMTP if ack.recipient.isascii() else email.policy.SMTPUTF8
-    return BuiltMail(
-        message_id=message_id.strip("<>"),
-        recipient=ack.recipient,
-        subject=subject,
-        data=msg.as_bytes(policy=policy),
-    )
-
-
-def clean_text(value: str, limit: int = MAX_VALUE_CHARS) -> str:
-    """`value` on one line: control and bidi characters gone, whitespace collapsed, capped.
-
-    SMTP-10 and SEC-5 (Trojan Source): for every mail-derived value shown to people.
-    """
-    spaced = "".join(" " if char.isspace() else char for char in value)
-    kept = "".join(ch for ch in spaced if unicodedata.category(ch) not in ("Cc", "Cf", "Co", "Cs"))
-    line = " ".join(kept.split())
-    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
-
-
-def _sender(settings: AckSettings) -> HeaderAddress:
-    if not is_valid_address(settings.from_address):
-        raise ConfigError(
-            "outgoing.from_address: acknowledgements need a sender address, "
-            f"got {settings.from_address!r}"
-        )
-    return HeaderAddress(
-        display_name=clean_text(settings.from_name, 80), addr_spec=settings.from_address
-    )
-
-
-def _checked_domain(domain: str) -> str:
-    if not re.fullmatch(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?", domain) or ".." in domain:
-        raise ConfigError(
-            "outgoing.message_id_domain: set it, or outgoing.from_address, to a mail domain "
-            f"(got {domain!r})"
-        )
-    return domain
-
-
-def _message_id(value: str) -> str | None:
-    """`<id>` when `value` is a usable Message-ID, else None (nothing from it reaches a header)."""
-    bare = value.strip().strip("<>").strip()
-    if not bare or len(bare) > 900 or not re.fullmatch(r"[^\s<>\"\\]+", bare) or not bare.isascii():
-        return None
-    return f"<{bare}>"
-
-
-def _references(references: Iterable[str], original: str) -> list[str]:
-    ids = [ref for value in references if (ref := _message_id(value)) and ref != original]
-    if len(ids) >= MAX_REFERENCES:
-        ids = [ids[0], *ids[-(MAX_REFERENCES - 2) :]]
-    return [*ids, original]
-
-
-def _aware(moment: datetime, what: str) -> datetime:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{what} must be an aware datetime")
-    return moment
-
-
-def _printable(value: str) -> str:
-    return value.encode("unicode_escape").decode("ascii")[:MAX_VALUE_CHARS]
