@@ -133,6 +133,9 @@ class Digest(_Section):
 class Worker(_Section):
     poll_interval_seconds: float = Field(default=60.0, gt=0)
     stale_poll_seconds: float = Field(default=900.0, gt=0)
+    # Processes that parse and triage mail beside the one that fetches and stores it; None:
+    # one per core; 0 or 1: parse in the polling process itself.
+    parse_processes: int | None = Field(default=None, ge=0)
 
 
 class Logging(_Section):

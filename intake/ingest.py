@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Generator, Iterable, Mapping
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import TracebackType
+from typing import Protocol, Self
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -46,6 +50,9 @@ class PollSummary:
     known: int = 0
     quarantined: int = 0
     kinds: dict[str, int] = field(default_factory=dict)
+    # Seconds spent per stage: fetch, analyse (parse + triage), store; with a pool of parser
+    # processes also wait (the store waiting for them), and analyse is their time together.
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return (
@@ -63,6 +70,9 @@ class Analysed:
     verdict: Verdict
     sha256: str
     body_sha256: str
+    # The acknowledgement drafted beside the parse (in a parser process), for the store to
+    # queue when should_ack agrees with its recipient; None: the store builds it when needed.
+    ack: acks.BuiltMail | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +85,57 @@ class Pipeline:
     ack_settings: acks.AckSettings
     render: acks.Render
     clock: Callable[[], datetime]
+
+
+class Analyser(Protocol):
+    """Turns fetched mail into analysed mail, in order: here, or in a pool of processes."""
+
+    def analyse_all(
+        self,
+        raws: Iterable[RawMail],
+        rules: Rules,
+        context: TriageContext,
+        seconds: dict[str, float],
+    ) -> Generator[Analysed, None, None]:
+        """Each message of `raws` analysed, in the same order; adds to `seconds` per stage."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class InProcessAnalyser:
+    """Analyses each message in the polling process, as it is fetched."""
+
+    def analyse_all(
+        self,
+        raws: Iterable[RawMail],
+        rules: Rules,
+        context: TriageContext,
+        seconds: dict[str, float],
+    ) -> Generator[Analysed, None, None]:
+        mails = iter(raws)
+        while True:
+            began = time.perf_counter()
+            raw = next(mails, None)
+            fetched = time.perf_counter()
+            seconds["fetch"] = seconds.get("fetch", 0.0) + fetched - began
+            if raw is None:
+                return
+            item = analyse(raw, rules, context)
+            seconds["analyse"] = seconds.get("analyse", 0.0) + time.perf_counter() - fetched
+            yield item
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
 
 
 def _utcnow() -> datetime:
@@ -94,16 +155,89 @@ def pipeline_for(
     if not templates.is_dir():
         raise ConfigError(f"consultation.templates: {templates} is not a folder")
 
-    def render(name: str, lang: str, ctx: object) -> tuple[str, str, str]:
-        return tuple(render_mail(name, lang, ctx, Path(templates)))  # type: ignore[arg-type,return-value]
-
     return Pipeline(
         rules=rules,
         context=triage_context(settings),
         ack_policy=acks.AckPolicy.from_settings(settings),
         ack_settings=acks.AckSettings.from_settings(settings),
-        render=render,
+        render=TemplateRender(Path(templates)),
         clock=clock,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateRender:
+    """`render_mail` with its templates folder bound; picklable, for parser processes."""
+
+    templates: Path
+
+    def __call__(self, name: str, lang: str, ctx: Mapping[str, object]) -> tuple[str, str, str]:
+        subject, text, html = render_mail(name, lang, ctx, self.templates)
+        return subject, text, html
+
+
+@dataclass(frozen=True, slots=True)
+class AckDrafter:
+    """Drafts the acknowledgement of a suggestion where it is parsed (a parser process)."""
+
+    settings: acks.AckSettings
+    render: TemplateRender
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AckDrafter:
+        templates = settings.templates_dir or default_templates_dir()
+        return cls(acks.AckSettings.from_settings(settings), TemplateRender(Path(templates)))
+
+    def draft(self, item: Analysed, rules: Rules) -> Analysed:
+        """`item` with the acknowledgement its sender would get, when it is a suggestion."""
+        recipient = acks.ack_recipient(item.mail)
+        if item.verdict.kind != Kind.SUGGESTION or recipient is None:
+            return item
+        try:
+            built = build_ack(
+                item, rules, recipient, settings=self.settings, render=self.render, now=_utcnow()
+            )
+        except ValueError:
+            return item  # the store tries again and records why it cannot be built
+        return replace(item, ack=built)
+
+
+def analyse_and_draft(
+    raw: RawMail, rules: Rules, context: TriageContext, drafter: AckDrafter
+) -> Analysed:
+    """`analyse`, plus the acknowledgement drafted for a suggestion. Never raises."""
+    return drafter.draft(analyse(raw, rules, context), rules)
+
+
+def build_ack(
+    item: Analysed,
+    rules: Rules,
+    recipient: str,
+    *,
+    settings: acks.AckSettings,
+    render: acks.Render,
+    now: datetime,
+) -> acks.BuiltMail:
+    """The acknowledgement of `item` to `recipient`; raises ValueError when no mail header
+    can carry the sender's name or address."""
+    mail, verdict = item.mail, item.verdict
+    language = acks.choose_language(mail, settings.default_language)
+    names = []
+    for score in verdict.themes:
+        theme = rules.theme(score.theme)
+        names.append(theme.name(language) if theme else score.theme)
+    return acks.build_acknowledgement(
+        acks.AckInput.from_mail(
+            mail,
+            verdict,
+            recipient=recipient,
+            received_at=item.raw.arrived_at,
+            theme_names=names,
+            language=language,
+        ),
+        settings,
+        render,
+        now=now,
     )
 
 
@@ -148,11 +282,14 @@ def poll_once(
     progress: Callable[[PollSummary], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     source: Source | None = None,
+    analyser: Analyser | None = None,
 ) -> PollSummary:
     """Fetch every new message, store each exactly once, and advance the mailbox position.
 
     Idempotent: the position only moves past committed messages, and a message already stored
     (same bytes, or same Message-ID and body) is recorded as known, never stored twice.
+    `analyser` parses and triages (default: in this process, message by message); the store
+    takes its results in mailbox order either way.
     """
     own_source = source is None
     source = source or open_source(settings.mailbox, settings.mailbox_password)
@@ -168,17 +305,21 @@ def poll_once(
                 known_keys=_known_keys(session, source.name),
             )
         batch: list[Analysed] = []
-        for raw in source.fetch_new(position):
-            summary.fetched += 1
-            batch.append(analyse(raw, rules, pipeline.context))
-            if len(batch) >= STORE_BATCH:
-                store_batch(engine, source, batch, summary, pipeline)
-                batch = []
-                if progress:
-                    progress(summary)
-            if should_stop():
-                break
-        store_batch(engine, source, batch, summary, pipeline)
+        analysed = (analyser or InProcessAnalyser()).analyse_all(
+            source.fetch_new(position), rules, pipeline.context, summary.seconds
+        )
+        with closing(analysed):
+            for item in analysed:
+                summary.fetched += 1
+                batch.append(item)
+                if len(batch) >= STORE_BATCH:
+                    _timed_store(engine, source, batch, summary, pipeline)
+                    batch = []
+                    if progress:
+                        progress(summary)
+                if should_stop():
+                    break
+        _timed_store(engine, source, batch, summary, pipeline)
     except SourceError as exc:
         _record_failure(engine, source.name, str(exc))
         raise
@@ -191,6 +332,14 @@ def poll_once(
         state.last_error = None
     log.info("poll %s: %s", source.name, summary)
     return summary
+
+
+def _timed_store(
+    engine: Engine, source: Source, batch: list[Analysed], summary: PollSummary, pipeline: Pipeline
+) -> None:
+    began = time.perf_counter()
+    store_batch(engine, source, batch, summary, pipeline)
+    summary.seconds["store"] = summary.seconds.get("store", 0.0) + time.perf_counter() - began
 
 
 def _known_keys(session: Session, source_name: str) -> frozenset[str]:
@@ -314,25 +463,17 @@ def _decide_ack(session: Session, message: Message, item: Analysed, pipeline: Pi
     if not decision.send or decision.recipient is None:
         message.ack_status, message.ack_reason = "suppressed", str(decision)
         return
-    language = acks.choose_language(mail, pipeline.ack_settings.default_language)
-    names = []
-    for score in verdict.themes:
-        theme = pipeline.rules.theme(score.theme)
-        names.append(theme.name(language) if theme else score.theme)
     try:
-        built = acks.build_acknowledgement(
-            acks.AckInput.from_mail(
-                mail,
-                verdict,
-                recipient=decision.recipient,
-                received_at=item.raw.arrived_at,
-                theme_names=names,
-                language=language,
-            ),
-            pipeline.ack_settings,
-            pipeline.render,
-            now=now,
-        )
+        built = item.ack
+        if built is None or built.recipient != decision.recipient:
+            built = build_ack(
+                item,
+                pipeline.rules,
+                decision.recipient,
+                settings=pipeline.ack_settings,
+                render=pipeline.render,
+                now=now,
+            )
     except ValueError as exc:
         # A sender name or address no mail header can carry (the email package's header
         # defects are ValueErrors): the suggestion is stored as it is, only unacknowledged.

@@ -55,7 +55,9 @@ def acks_to_recipient_since(session: Session, recipient: str, since: datetime) -
     return int(
         session.scalar(
             select(func.count()).where(
-                OutboxMail.purpose == ACK,
+                # coalesce() keeps SQLite (no statistics) off the purpose index, which matches
+                # every acknowledgement: the recipient's index finds a handful (issue 6).
+                func.coalesce(OutboxMail.purpose, "") == ACK,
                 OutboxMail.recipient_key == recipient.lower(),
                 OutboxMail.created_at >= since,
             )

@@ -98,7 +98,9 @@ def earlier_suggestions(session: Session, sender: str, limit: int = 50) -> list[
     """The sender's most recent stored suggestions, newest first."""
     rows = session.execute(
         select(Message.id, Message.subject, Message.text, Message.duplicate_of_id)
-        .where(Message.from_addr == sender.lower(), Message.kind == "suggestion")
+        # coalesce() keeps SQLite (no statistics) off the kind index, which matches nearly
+        # every row: the sender's index finds a handful (issue 6: a scan per stored message).
+        .where(Message.from_addr == sender.lower(), func.coalesce(Message.kind, "") == "suggestion")
         .order_by(Message.id.desc())
         .limit(limit)
     )
