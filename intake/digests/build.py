@@ -14,7 +14,6 @@ from intake.config import Settings
 from intake.digests.charts import theme_chart
 from intake.digests.content import (
     FILTERED_LISTED,
-    TRIM_CHARS,
     filtered_messages,
     shaping_for,
     theme_groups,
@@ -95,7 +94,7 @@ def render_digest(
         "filtered_more": figures.filtered_total + figures.quarantined - len(filtered),
         "text_complete": shaping.text_complete,
         "html_texts": shaping.html_texts,
-        "trim_chars": TRIM_CHARS,
+        "trim_chars": shaping.trim_chars,
         "sender_name": clean_text(settings.outgoing.from_name),
     }
     templates = settings.templates_dir or default_templates_dir()

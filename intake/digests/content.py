@@ -43,6 +43,11 @@ TRIM_CHARS = 600  # a daily digest shows this much of each text ("… (N more ch
 # either lists each suggestion in one compact line. Outlook's Word engine crawls through
 # multi-megabyte HTML, and the text part (and the final's attached export) has the texts.
 HTML_TEXT_BUDGET = 1_000_000
+# The text part's budget: complete texts when they fit (the final digest), else each text cut
+# to its share of it, so that 20,000 suggestions make a mail of megabytes, not of a hundred
+# (issue 6); the final digest's attachments always hold the complete texts.
+TEXT_BUDGET = 2_000_000
+MIN_TRIM_CHARS = 80
 COMPLETE, TRIMMED, COMPACT = "complete", "trimmed", "compact"
 FILTERED_LISTED = 50  # non-suggestions named at the end, so staff can spot a misfiled one
 NAME_CHARS = 80
@@ -56,6 +61,7 @@ class Shaping:
     tz: ZoneInfo
     text_complete: bool
     html_texts: str  # COMPLETE, TRIMMED or COMPACT (no text)
+    trim_chars: int = TRIM_CHARS  # where the text part cuts a text that is not complete
 
 
 @dataclass(frozen=True)
@@ -82,7 +88,9 @@ class Suggestion:
 
     @cached_property
     def _for_text(self) -> tuple[str, int]:
-        return (self._clean, 0) if self.shaping.text_complete else trim(self._clean)
+        if self.shaping.text_complete:
+            return self._clean, 0
+        return trim(self._clean, self.shaping.trim_chars)
 
     @cached_property
     def _for_html(self) -> tuple[str, int]:
@@ -276,7 +284,16 @@ def shaping_for(figures: Figures, *, final: bool, language: str, tz: ZoneInfo) -
         html_texts = TRIMMED
     else:
         html_texts = COMPACT
-    return Shaping(language=language, tz=tz, text_complete=final, html_texts=html_texts)
+    trim_chars = TRIM_CHARS
+    if figures.listed * TRIM_CHARS > TEXT_BUDGET:
+        trim_chars = max(MIN_TRIM_CHARS, TEXT_BUDGET // figures.listed)
+    return Shaping(
+        language=language,
+        tz=tz,
+        text_complete=final and figures.text_chars <= TEXT_BUDGET,
+        html_texts=html_texts,
+        trim_chars=trim_chars,
+    )
 
 
 # -- text --------------------------------------------------------------------------------------

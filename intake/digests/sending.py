@@ -11,8 +11,11 @@ the identical mail at worst.
 from __future__ import annotations
 
 import logging
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 
 # DigestRun.status: `recorded` without an outbox Message-ID is a period done without a mail.
 RECORDED, QUEUED = "recorded", "queued"
+CSV_ZIP_BYTES = 5_000_000  # a larger CSV is attached zipped
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,15 +157,30 @@ def _worth_sending(rendered: RenderedDigest, period: Period, settings: Settings)
 def export_attachments(
     session: Session, settings: Settings, span: Span
 ) -> tuple[FileAttachment, FileAttachment]:
-    """The final digest's CSV and XLSX: one row per suggestion in the span."""
+    """The final digest's CSV and XLSX: one row per suggestion in the span.
+
+    Both are written to temporary files first (bounded memory while the rows stream from the
+    database), then read back once for the mail. A CSV over `CSV_ZIP_BYTES` is attached as a
+    ZIP of it: complete texts of 20,000 suggestions make a CSV of tens of megabytes, which
+    mail servers refuse (the XLSX is compressed already).
+    """
     tz = settings.consultation.tz
     stamp = span.end.astimezone(tz).strftime("%Y-%m-%d")
-    csv_data, xlsx_data = export_files(suggestion_rows(session, span, tz))
+    name = f"suggestions-{stamp}"
+    with tempfile.TemporaryDirectory(prefix="intake-export-") as folder:
+        csv_path, xlsx_path = export_files(suggestion_rows(session, span, tz), Path(folder), name)
+        if csv_path.stat().st_size > CSV_ZIP_BYTES:
+            zipped = csv_path.with_name(f"{name}.csv.zip")
+            with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as archive:
+                archive.write(csv_path, csv_path.name)
+            table = FileAttachment(zipped.name, "application", "zip", zipped.read_bytes())
+        else:
+            table = FileAttachment(
+                csv_path.name, "text", "csv", csv_path.read_bytes(), charset="utf-8"
+            )
+        xlsx_data = xlsx_path.read_bytes()
     maintype, subtype = XLSX_TYPE.split("/")
-    return (
-        FileAttachment(f"suggestions-{stamp}.csv", "text", "csv", csv_data, charset="utf-8"),
-        FileAttachment(f"suggestions-{stamp}.xlsx", maintype, subtype, xlsx_data),
-    )
+    return table, FileAttachment(xlsx_path.name, maintype, subtype, xlsx_data)
 
 
 def mark_sent_digests(engine: Engine) -> int:

@@ -9,8 +9,8 @@ numbers guessed from text).
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import xlsxwriter  # type: ignore[import-untyped]  # ships no type information
@@ -31,24 +31,24 @@ def suggestion_rows(session: Session, span: Span, tz: ZoneInfo) -> Iterator[list
         yield [safe_cell(row[column]) for column in COLUMNS]
 
 
-def export_files(rows: Iterable[list[str]], sheet: str = "suggestions") -> tuple[bytes, bytes]:
-    """The rows as CSV and as XLSX, written in one pass.
+def export_files(
+    rows: Iterable[list[str]], folder: Path, stem: str = "suggestions", sheet: str = "suggestions"
+) -> tuple[Path, Path]:
+    """The rows written as `<stem>.csv` and `<stem>.xlsx` in `folder`, in one pass; both paths.
 
     CSV: RFC 4180 in UTF-8 with a byte-order mark (Excel reads UTF-8 only with one).
     XLSX: a header row, then every non-empty cell as a string; constant-memory mode flushes
-    each row to a temporary file as it is written.
+    each row to a temporary file as it is written. Memory holds one row, whatever the count.
     """
-    text = io.StringIO()
-    writer = csv.writer(text)
-    writer.writerow(COLUMNS)
-    out = io.BytesIO()
+    csv_path, xlsx_path = folder / f"{stem}.csv", folder / f"{stem}.xlsx"
     workbook = xlsxwriter.Workbook(
-        out,
+        str(xlsx_path),
         {
             "constant_memory": True,
             "strings_to_formulas": False,
             "strings_to_urls": False,
             "strings_to_numbers": False,
+            "tmpdir": str(folder),
         },
     )
     worksheet = workbook.add_worksheet(sheet)
@@ -56,13 +56,16 @@ def export_files(rows: Iterable[list[str]], sheet: str = "suggestions") -> tuple
     for column, name in enumerate(COLUMNS):
         worksheet.write_string(0, column, name, bold)
     worksheet.freeze_panes(1, 0)
-    for number, row in enumerate(rows, start=1):
-        writer.writerow(row)
-        for column, value in enumerate(row):
-            if value:
-                worksheet.write_string(number, column, _fit(value))
+    with csv_path.open("w", encoding="utf-8-sig", newline="") as text:
+        writer = csv.writer(text)
+        writer.writerow(COLUMNS)
+        for number, row in enumerate(rows, start=1):
+            writer.writerow(row)
+            for column, value in enumerate(row):
+                if value:
+                    worksheet.write_string(number, column, _fit(value))
     workbook.close()
-    return text.getvalue().encode("utf-8-sig"), out.getvalue()
+    return csv_path, xlsx_path
 
 
 def _fit(value: str) -> str:
