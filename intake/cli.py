@@ -15,6 +15,7 @@ import click
 from intake import __version__, demo, digests, explain, export, health, ingest, outbox, worker
 from intake.config import Settings, load_settings
 from intake.errors import ConfigError, IntakeError
+from intake.ingest_pool import analyser_for
 from intake.sources import RawMail
 from intake.store import queries
 from intake.store.db import current_revision, open_database, session_factory, upgrade_to_head
@@ -92,7 +93,8 @@ def poll(ctx: click.Context) -> None:
     engine = open_database(settings.database.url)
     rules = load_rules(settings.rules_path)
     progress = _progress_printer() if sys.stderr.isatty() else None
-    summary = ingest.poll_once(settings, engine, rules, progress=progress)
+    with analyser_for(settings) as analyser:
+        summary = ingest.poll_once(settings, engine, rules, progress=progress, analyser=analyser)
     if progress:
         click.echo("", err=True)
     delivery = outbox.deliver_due(settings, engine)

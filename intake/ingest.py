@@ -100,6 +100,10 @@ class Analyser(Protocol):
         """Each message of `raws` analysed, in the same order; adds to `seconds` per stage."""
         ...
 
+    def close(self) -> None:
+        """Stop any processes it started."""
+        ...
+
     def __enter__(self) -> Self: ...
 
     def __exit__(
@@ -128,6 +132,9 @@ class InProcessAnalyser:
             item = analyse(raw, rules, context)
             seconds["analyse"] = seconds.get("analyse", 0.0) + time.perf_counter() - fetched
             yield item
+
+    def close(self) -> None:
+        """Nothing to stop."""
 
     def __enter__(self) -> Self:
         return self

@@ -40,6 +40,7 @@ from intake import digests, ingest, outbox
 from intake.config import Settings
 from intake.digests.periods import final_time
 from intake.errors import IntakeError, SourceError
+from intake.ingest_pool import PoolAnalyser, analyser_for
 from intake.sources import Source, open_source
 from intake.sources.imap import ImapSource
 from intake.store import queries
@@ -230,6 +231,8 @@ class Worker:
     busy: threading.Lock = field(default_factory=threading.Lock)
     heartbeat_seconds: float = HEARTBEAT_SECONDS
     lock_lost: bool = False
+    # `run` gives it the pool of parser processes `worker.parse_processes` asks for.
+    analyser: ingest.Analyser = field(default_factory=ingest.InProcessAnalyser)
     _last_beat: float = field(default_factory=time.monotonic)
 
     def should_stop(self) -> bool:
@@ -319,6 +322,7 @@ def poll_mailbox(worker: Worker) -> ingest.PollSummary | None:
                 clock=worker.clock,
                 should_stop=worker.should_stop,
                 source=worker.source,
+                analyser=worker.analyser,
             )
         except SourceError:
             raise  # poll_once recorded it in the mailbox state
@@ -534,7 +538,12 @@ def run(
         try:
             worker = start_worker(settings, engine, stop=stop)
             worker.heartbeat_seconds = heartbeat_seconds
-            lost = _run_started(worker)
+            # Started before the first poll, so that no poll after an IDLE wake-up waits for
+            # processes to start (issue 6).
+            with analyser_for(settings) as worker.analyser:
+                if isinstance(worker.analyser, PoolAnalyser):
+                    worker.analyser.start()
+                lost = _run_started(worker)
         finally:
             engine.dispose()
     if lost:
