@@ -18,6 +18,7 @@ from intake.parsing.body import Body, extract_body
 from intake.parsing.charsets import is_unreadable, is_western
 from intake.parsing.forwards import Forward, find_inline_forward, forward_from_message
 from intake.parsing.headers import (
+    address_header_map,
     addresses_from_values,
     all_ids,
     content_type_of,
@@ -84,8 +85,10 @@ def _parse(original: bytes, *, truncated: bool) -> ParsedMail:
         msg = message_from_bytes(data)
         defects.append(MAILPARSER_DEFECT)
         defects.extend(sorted({type(d).__name__ for p in msg.walk() for d in p.defects}))
-    headers = header_map(raw_header_items(msg), _charset_hint(msg))
-    fields = _header_fields(headers, original)
+    items, hint = raw_header_items(msg), _charset_hint(msg)
+    headers = header_map(items, hint)
+    addresses = address_header_map(items, hint)
+    fields = _header_fields(headers, addresses, original)
     if parser is not None:
         fields.update(
             sender=_pick_sender(_pairs(parser, "from_")) or fields["sender"],
@@ -100,7 +103,7 @@ def _parse(original: bytes, *, truncated: bool) -> ParsedMail:
     if fields["sender"] is None:
         # Without a usable From, Sender (RFC 5322 §3.6.2) or else Reply-To is who wrote it, as
         # far as anyone can tell (Zammad falls back the same way); a defect says so.
-        fallback = _pick_sender(addresses_from_values(headers.get("sender", ())))
+        fallback = _pick_sender(addresses_from_values(addresses.get("sender", ())))
         fields["sender"] = fallback or _pick_sender(fields["reply_to"])
         defects.append(NO_FROM_DEFECT)
     content_type, report_type = content_type_of(msg)
@@ -194,8 +197,12 @@ def _charset_hint(msg: Message) -> str | None:
     return next((c for c in charsets if not is_western(c)), charsets[0] if charsets else None)
 
 
-def _header_fields(headers: Mapping[str, tuple[str, ...]], data: bytes) -> dict[str, Any]:
-    """The header-derived ParsedMail fields, from decoded header values alone."""
+def _header_fields(
+    headers: Mapping[str, tuple[str, ...]],
+    addresses: Mapping[str, tuple[str, ...]],
+    data: bytes,
+) -> dict[str, Any]:
+    """The header-derived ParsedMail fields, from decoded header values and raw address ones."""
 
     def first(name: str) -> str:
         values = headers.get(name, ())
@@ -206,10 +213,10 @@ def _header_fields(headers: Mapping[str, tuple[str, ...]], data: bytes) -> dict[
     return {
         "message_id": message_id or derive_message_id(headers, data),
         "message_id_derived": message_id is None,
-        "sender": _pick_sender(addresses_from_values(headers.get("from", ()))),
-        "to": addresses_from_values(headers.get("to", ())),
-        "cc": addresses_from_values(headers.get("cc", ())),
-        "reply_to": addresses_from_values(headers.get("reply-to", ())),
+        "sender": _pick_sender(addresses_from_values(addresses.get("from", ()))),
+        "to": addresses_from_values(addresses.get("to", ())),
+        "cc": addresses_from_values(addresses.get("cc", ())),
+        "reply_to": addresses_from_values(addresses.get("reply-to", ())),
         "return_path": return_path(headers),
         "subject": " ".join(first("subject").split()),
         "date": parse_date(first("date")),
@@ -226,12 +233,13 @@ def _parse_headers_only(data: bytes, *, error: str, truncated: bool) -> ParsedMa
     content_type = ""
     try:
         msg = BytesHeaderParser().parsebytes(data)
-        headers = header_map(raw_header_items(msg))
+        items = raw_header_items(msg)
+        headers = header_map(items)
         content_type = msg.get_content_type().lower()
-        fields = _header_fields(headers, data)
+        fields = _header_fields(headers, address_header_map(items), data)
     except Exception:  # even the headers are unreadable: keep only a derived id
         log.debug("header fallback failed", exc_info=True)
-        fields = _header_fields({}, data)
+        fields = _header_fields({}, {}, data)
     return ParsedMail(
         **fields,
         headers=headers,

@@ -96,6 +96,27 @@ def header_map(
     return {name: tuple(values) for name, values in collected.items()}
 
 
+# Headers that hold addresses: read from their raw values, see `address_header_map`.
+ADDRESS_HEADERS = ("from", "sender", "to", "cc", "reply-to")
+
+
+def address_header_map(
+    items: Iterable[tuple[str, str]], hint: str | None = None
+) -> dict[str, tuple[str, ...]]:
+    """Lower-cased address header name → every value unfolded, encoded words still encoded.
+
+    RFC 2047 §5: an encoded word is never address syntax, so the addresses are split before
+    display names are decoded; decoded first, "=?utf-8?q?Anna=0D=0ABcc:_x@evil.example?="
+    in front of Anna's address would make x@evil.example the sender.
+    """
+    collected: dict[str, list[str]] = {}
+    for name, raw in items:
+        key = name.strip().lower()
+        if key in ADDRESS_HEADERS:
+            collected.setdefault(key, []).append(unsurrogate(_FOLD.sub("", raw), hint).strip())
+    return {name: tuple(values) for name, values in collected.items()}
+
+
 def to_addresses(pairs: Iterable[tuple[str, str]]) -> tuple[Address, ...]:
     """Address values from (name, addr) pairs; names decoded, empty addresses dropped."""
     out: list[Address] = []
@@ -111,11 +132,19 @@ def to_addresses(pairs: Iterable[tuple[str, str]]) -> tuple[Address, ...]:
 
 
 def addresses_from_values(values: Iterable[str]) -> tuple[Address, ...]:
-    """Addresses from already decoded header values (the fallback when mail-parser failed)."""
+    """Addresses from header values (from `address_header_map`, when mail-parser found none).
+
+    Encoded words are quoted before the split: one that hides ":" or "@" (which RFC 2047 §5
+    forbids there) is still one display name, not a group or another address.
+    """
     try:
-        return to_addresses(getaddresses(list(values)))
+        return to_addresses(getaddresses([_LENIENT_WORD.sub(_quoted, v) for v in values]))
     except (ValueError, IndexError, TypeError):
         return ()
+
+
+def _quoted(word: re.Match[str]) -> str:
+    return '"' + word.group(0).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def first_id(value: str) -> str | None:
@@ -147,7 +176,9 @@ def derive_message_id(headers: Mapping[str, tuple[str, ...]], data: bytes) -> st
 
 
 def _body_bytes(data: bytes) -> bytes:
-    for separator in (b"\r\n\r\n", b"\n\n"):
+    # Bare CR line ends (old Mac mail, some web forms) too: the stdlib parser reads them, and
+    # without the body two such mails from one sender with one subject would share an id.
+    for separator in (b"\r\n\r\n", b"\n\n", b"\r\r"):
         _head, found, body = data.partition(separator)
         if found:
             return body

@@ -90,6 +90,7 @@ def _split_tail(lines: list[str], start: int | None) -> tuple[list[str], list[st
 
 def quote_start(lines: list[str]) -> int | None:
     """The index of the first line of quoted earlier messages, if any."""
+    last_own = _last_unquoted(lines)
     for index, line in enumerate(lines):
         if not line.strip():
             continue
@@ -100,7 +101,7 @@ def quote_start(lines: list[str]) -> int | None:
             for n in (1, 2, 3)
         ):
             return index
-        if _QUOTED_LINE.match(line) and _only_quotes_follow(lines, index):
+        if _QUOTED_LINE.match(line) and index > last_own:  # only quotes follow
             return index
     return None
 
@@ -123,8 +124,12 @@ def _include_rule_above(lines: list[str], index: int) -> int:
     return above if above >= 0 and _UNDERSCORES.match(lines[above]) else index
 
 
-def _only_quotes_follow(lines: list[str], index: int) -> bool:
-    return all(not line.strip() or _QUOTED_LINE.match(line) for line in lines[index:])
+def _last_unquoted(lines: list[str]) -> int:
+    """The index of the last non-blank line that is not quoted (-1 when there is none)."""
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index].strip() and not _QUOTED_LINE.match(lines[index]):
+            return index
+    return -1
 
 
 def _split_quotes(lines: list[str]) -> tuple[list[str], list[str]]:
@@ -161,8 +166,11 @@ def _paragraph_start(lines: list[str], index: int, *, floor: int) -> int:
 
 
 def _signature_start(lines: list[str]) -> int | None:
+    # Counted from the end once: recounting per line is quadratic, minutes for a mail of a
+    # hundred thousand short lines.
+    after = sum(1 for line in lines if line.strip())
     for index, line in enumerate(lines):
-        after = sum(1 for rest in lines[index + 1 :] if rest.strip())
+        after -= bool(line.strip())
         if _DASHES.match(line) and after <= MAX_DASH_SIGNATURE_LINES:
             return index
         if (_CLOSING_LINE.match(line) or _MOBILE_LINE.match(line)) and (
