@@ -32,8 +32,13 @@ class NotFoundError(IntakeError):
 
 
 class TransportError(IntakeError):
-    """Outgoing mail was not accepted; `permanent` decides whether to retry."""
+    """Outgoing mail was not accepted; `permanent` decides whether to retry.
 
-    def __init__(self, message: str, *, permanent: bool) -> None:
+    `connection` says the connection failed (refused, no answer, dropped, TLS or login
+    refused): no mail is at fault, and the next one would fail alike.
+    """
+
+    def __init__(self, message: str, *, permanent: bool, connection: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent  # 5xx, refused recipient: never retry
+        self.connection = connection

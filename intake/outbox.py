@@ -39,9 +39,12 @@ class DeliverySummary:
     sent: int = 0
     retrying: int = 0
     failed: int = 0
+    # Why the round stopped early: the relay could not be reached (the rest waits for the next).
+    unreachable: str = ""
 
     def __str__(self) -> str:
-        return f"sent {self.sent}, retrying {self.retrying}, failed {self.failed}"
+        text = f"sent {self.sent}, retrying {self.retrying}, failed {self.failed}"
+        return f"{text}; stopped: {self.unreachable}" if self.unreachable else text
 
 
 def release_stale(engine: Engine, now: datetime) -> int:
@@ -86,7 +89,7 @@ def claim_next(engine: Engine, now: datetime) -> OutboxMail | None:
 
 def deliver_one(engine: Engine, transport: Transport, clock: Clock = _utcnow) -> str | None:
     """Send one due mail and record the outcome (`sent`, `queued` again or `failed`); None when
-    nothing was due."""
+    nothing was due. Raises TransportError, the mail queued again, when the connection failed."""
     now = clock()
     row = claim_next(engine, now)
     if row is None:
@@ -100,7 +103,10 @@ def deliver_one(engine: Engine, transport: Transport, clock: Clock = _utcnow) ->
     try:
         answer = transport.send(mail)
     except TransportError as exc:
-        return _record_failure(engine, row, exc, clock())
+        status = _record_failure(engine, row, exc, clock())
+        if exc.connection:
+            raise  # the caller stops the round: the next mail would fail alike
+        return status
     with transaction(engine) as session:
         session.execute(
             update(OutboxMail)
@@ -120,7 +126,9 @@ def _record_failure(engine: Engine, row: OutboxMail, exc: TransportError, now: d
     else:
         delay = BACKOFF[min(row.attempts, len(BACKOFF)) - 1]
         values = {"status": QUEUED, "next_attempt_at": now + delay, "last_error": str(exc)[:2000]}
-        log.warning("outbox <%s> will retry in %s: %s", row.message_id, delay, exc)
+        # A connection failure is reported once for the round (DeliverySummary.unreachable).
+        level = logging.INFO if exc.connection else logging.WARNING
+        log.log(level, "outbox <%s> will retry in %s: %s", row.message_id, delay, exc)
     with transaction(engine) as session:
         session.execute(update(OutboxMail).where(OutboxMail.id == row.id).values(**values))
     return str(values["status"])
@@ -134,7 +142,8 @@ def deliver_due(
     clock: Clock = _utcnow,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> DeliverySummary:
-    """Send every mail that is due now; stops early when `should_stop()` turns true."""
+    """Send every mail that is due now; stops early when `should_stop()` turns true, or when the
+    relay cannot be reached (`unreachable` says why; the rest stays queued, untried)."""
     summary = DeliverySummary()
     release_stale(engine, clock())
     if not _anything_due(engine, clock()):
@@ -143,7 +152,12 @@ def deliver_due(
     transport = transport or open_transport(settings.outgoing, settings.outgoing_password)
     try:
         while not should_stop():
-            outcome = deliver_one(engine, transport, clock)
+            try:
+                outcome = deliver_one(engine, transport, clock)
+            except TransportError as exc:
+                summary.retrying += 1
+                summary.unreachable = str(exc)
+                break
             if outcome is None:
                 break
             if outcome == SENT:

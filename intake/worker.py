@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from intake import digests, ingest, outbox
 from intake.config import Settings
 from intake.digests.periods import final_time
-from intake.errors import IntakeError, SourceError
+from intake.errors import IntakeError, SourceError, TransportError
 from intake.ingest_pool import PoolAnalyser, analyser_for
 from intake.sources import Source, open_source
 from intake.sources.imap import ImapSource
@@ -350,6 +350,11 @@ def deliver_outbox(worker: Worker) -> outbox.DeliverySummary | None:
             worker.settings, worker.engine, clock=worker.clock, should_stop=worker.should_stop
         )
         digests.mark_sent_digests(worker.engine)
+        if summary.unreachable:
+            # A relay that is down fails every round alike: one ERROR line until it changes.
+            if summary.sent or summary.failed:
+                log.info("outbox: %s", summary)
+            raise TransportError(summary.unreachable, permanent=False, connection=True)
         if summary.sent or summary.failed or summary.retrying:
             log.info("outbox: %s", summary)
         return summary

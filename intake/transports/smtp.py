@@ -123,7 +123,8 @@ class SmtpTransport(Transport):
         except (smtplib.SMTPException, OSError) as exc:
             if smtp is not None:
                 smtp.close()
-            raise self._error(self._describe_connect_failure(exc), permanent=False) from None
+            message = self._describe_connect_failure(exc)
+            raise self._error(message, permanent=False, connection=True) from None
         log.debug("connected to %s", self.name)
         return smtp
 
@@ -189,7 +190,7 @@ class SmtpTransport(Transport):
                 message = f"{self.name}: no answer within {self._timeout:g} s while sending"
             else:
                 message = f"{self.name}: connection lost while sending: {exc}"
-            raise self._error(message, permanent=False) from None
+            raise self._error(message, permanent=False, connection=True) from None
         answer = _answer(code, reply)
         if refused:
             listed = ", ".join(f"{rcpt} ({_answer(*why)})" for rcpt, why in refused.items())
@@ -212,10 +213,10 @@ class SmtpTransport(Transport):
             permanent=_is_permanent(code, reply),
         )
 
-    def _error(self, message: str, *, permanent: bool) -> TransportError:
+    def _error(self, message: str, *, permanent: bool, connection: bool = False) -> TransportError:
         if self._password:
             message = message.replace(self._password, "***")
-        return TransportError(message, permanent=permanent)
+        return TransportError(message, permanent=permanent, connection=connection)
 
     def _drop(self) -> None:
         smtp, self._smtp = self._smtp, None

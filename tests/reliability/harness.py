@@ -115,6 +115,8 @@ class Feeder(threading.Thread):
 
     def append(self, count: int) -> None:
         with self.dovecot.client() as client:
+            if not client.folder_exists(self.folder):
+                client.create_folder(self.folder)
             for _ in range(min(count, self.total - len(self.appended))):
                 message_id, data = mail_copy(self.next_number)
                 client.append(self.folder, data)
@@ -157,6 +159,9 @@ class IntakeHome:
         folder.mkdir(parents=True, exist_ok=True)
         sections = base_sections(folder)
         sections["logging"] = {"level": "INFO"}
+        # Mail arrives before the deadline (a crash test moves it into the run).
+        deadline = (datetime.now(UTC) + timedelta(days=7)).isoformat(timespec="seconds")
+        sections["consultation"]["deadline"] = deadline
         sections["digest"] = {"recipients": [DIGEST_TO]}
         sections["worker"] = {"poll_interval_seconds": 1, "stale_poll_seconds": 900}
         write_config(folder, sections)

@@ -171,15 +171,14 @@ def assert_nothing_lost_or_doubled(figures: Figures) -> None:
     assert figures.messages > 0
     assert not figures.problems(), "\n".join(figures.problems())
     assert figures.stored == figures.messages
-    assert set(figures.digests) >= {"final final"}
-    assert len(figures.digests) >= 2  # the catch-up daily at the first start, and the final
+    assert "final final" in figures.digests  # the deadline fell inside the kills
 
 
 def test_sigkill_at_random_moments_loses_and_doubles_nothing(
     imap_mailbox: Dovecot, smtp: RecordingSMTP, tmp_path: Path
 ) -> None:
     figures = crash_run(
-        imap_mailbox, smtp, tmp_path, Plan(kills=6, messages=60, preload=20), seed()
+        imap_mailbox, smtp, tmp_path, Plan(kills=5, messages=50, preload=20), seed()
     )
     assert_nothing_lost_or_doubled(figures)
 
