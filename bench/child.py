@@ -2,6 +2,9 @@
 
     python bench/child.py poll|digest|export CONFIG
 
+Only the standard library is imported at the top: parser processes (spawned) import the main
+module again, and with `python -m intake run` they import only what parsing needs; so here.
+
 Each step runs the same functions as `intake poll` (without delivering the outbox), the final
 digest of `intake digest --final --send` (recorded and queued, not delivered) and the final
 digest's CSV/XLSX export, and prints one JSON line of figures.
@@ -17,17 +20,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from intake import ingest
-from intake.config import load_settings
-from intake.digests import send_due_digests
-from intake.digests.figures import Span
-from intake.digests.spreadsheets import export_files, suggestion_rows
-from intake.ingest_pool import analyser_for
-from intake.store.db import open_database, session_factory
-from intake.triage.rules import load_rules
-
 
 def poll(config: str) -> dict[str, object]:
+    from intake import ingest
+    from intake.config import load_settings
+    from intake.ingest_pool import analyser_for
+    from intake.store.db import open_database
+    from intake.triage.rules import load_rules
+
     settings = load_settings(config)
     engine = open_database(settings.database.url)
     rules = load_rules(settings.rules_path)
@@ -46,6 +46,10 @@ def poll(config: str) -> dict[str, object]:
 
 
 def digest(config: str) -> dict[str, object]:
+    from intake.config import load_settings
+    from intake.digests import send_due_digests
+    from intake.store.db import open_database
+
     settings = load_settings(config)
     engine = open_database(settings.database.url)
     began = time.perf_counter()
@@ -59,6 +63,11 @@ def digest(config: str) -> dict[str, object]:
 
 
 def export(config: str) -> dict[str, object]:
+    from intake.config import load_settings
+    from intake.digests.figures import Span
+    from intake.digests.spreadsheets import export_files, suggestion_rows
+    from intake.store.db import open_database, session_factory
+
     settings = load_settings(config)
     engine = open_database(settings.database.url)
     tz = settings.consultation.tz

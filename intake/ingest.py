@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -18,18 +17,18 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from intake import acks, links
+from intake.analysis import Analysed, TemplateRender, analyse, build_ack, quarantine_verdict
 from intake.config import Settings
 from intake.errors import ConfigError, SourceError
-from intake.parsing import parse
 from intake.parsing.parsed import ParsedMail
-from intake.rendering import default_templates_dir, render_mail
+from intake.rendering import default_templates_dir
 from intake.sources import Position, RawMail, Source, open_source
 from intake.store import outbox_rows, queries
 from intake.store.db import transaction
 from intake.store.models import AttachmentRecord, MailboxState, Message, SourceItem, ThemeMatch
-from intake.triage import TriageContext, triage
+from intake.triage import TriageContext
 from intake.triage.rules import Rules
-from intake.triage.verdict import Kind, Reason, Role, Verdict
+from intake.triage.verdict import Kind
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +58,6 @@ class PollSummary:
             f"fetched {self.fetched}, stored {self.stored}, already known {self.known}, "
             f"quarantined {self.quarantined}"
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Analysed:
-    """A message parsed and triaged, ready to store; built without touching the database."""
-
-    raw: RawMail
-    mail: ParsedMail
-    verdict: Verdict
-    sha256: str
-    body_sha256: str
-    # The acknowledgement drafted beside the parse (in a parser process), for the store to
-    # queue when should_ack agrees with its recipient; None: the store builds it when needed.
-    ack: acks.BuiltMail | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,106 +154,6 @@ def pipeline_for(
         ack_settings=acks.AckSettings.from_settings(settings),
         render=TemplateRender(Path(templates)),
         clock=clock,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class TemplateRender:
-    """`render_mail` with its templates folder bound; picklable, for parser processes."""
-
-    templates: Path
-
-    def __call__(self, name: str, lang: str, ctx: Mapping[str, object]) -> tuple[str, str, str]:
-        subject, text, html = render_mail(name, lang, ctx, self.templates)
-        return subject, text, html
-
-
-@dataclass(frozen=True, slots=True)
-class AckDrafter:
-    """Drafts the acknowledgement of a suggestion where it is parsed (a parser process)."""
-
-    settings: acks.AckSettings
-    render: TemplateRender
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> AckDrafter:
-        templates = settings.templates_dir or default_templates_dir()
-        return cls(acks.AckSettings.from_settings(settings), TemplateRender(Path(templates)))
-
-    def draft(self, item: Analysed, rules: Rules) -> Analysed:
-        """`item` with the acknowledgement its sender would get, when it is a suggestion."""
-        recipient = acks.ack_recipient(item.mail)
-        if item.verdict.kind != Kind.SUGGESTION or recipient is None:
-            return item
-        try:
-            built = build_ack(
-                item, rules, recipient, settings=self.settings, render=self.render, now=_utcnow()
-            )
-        except ValueError:
-            return item  # the store tries again and records why it cannot be built
-        return replace(item, ack=built)
-
-
-def analyse_and_draft(
-    raw: RawMail, rules: Rules, context: TriageContext, drafter: AckDrafter
-) -> Analysed:
-    """`analyse`, plus the acknowledgement drafted for a suggestion. Never raises."""
-    return drafter.draft(analyse(raw, rules, context), rules)
-
-
-def build_ack(
-    item: Analysed,
-    rules: Rules,
-    recipient: str,
-    *,
-    settings: acks.AckSettings,
-    render: acks.Render,
-    now: datetime,
-) -> acks.BuiltMail:
-    """The acknowledgement of `item` to `recipient`; raises ValueError when no mail header
-    can carry the sender's name or address."""
-    mail, verdict = item.mail, item.verdict
-    language = acks.choose_language(mail, settings.default_language)
-    names = []
-    for score in verdict.themes:
-        theme = rules.theme(score.theme)
-        names.append(theme.name(language) if theme else score.theme)
-    return acks.build_acknowledgement(
-        acks.AckInput.from_mail(
-            mail,
-            verdict,
-            recipient=recipient,
-            received_at=item.raw.arrived_at,
-            theme_names=names,
-            language=language,
-        ),
-        settings,
-        render,
-        now=now,
-    )
-
-
-def analyse(raw: RawMail, rules: Rules, context: TriageContext) -> Analysed:
-    """Parse and triage one message. Never raises: a failure becomes an `unparseable` verdict."""
-    sha256 = hashlib.sha256(raw.data).hexdigest()
-    body_sha256 = hashlib.sha256(_body_of(raw.data)).hexdigest()
-    mail = parse(raw.data, truncated=raw.truncated)
-    try:
-        verdict = triage(mail, rules, replace(context, received_at=raw.arrived_at))
-    except Exception as exc:  # the per-message boundary: one bad mail never blocks the mailbox
-        log.exception("triage failed for <%s>", mail.message_id)
-        mail = replace(mail, error=f"triage failed: {exc!r}")
-        verdict = quarantine_verdict(f"triage failed: {exc!r}")
-    return Analysed(raw, mail, verdict, sha256, body_sha256)
-
-
-def quarantine_verdict(error: str) -> Verdict:
-    return Verdict(
-        kind=Kind.UNPARSEABLE,
-        kind_reasons=(Reason("unparseable", "structure", error[:500]),),
-        themes=(),
-        late=False,
-        role=Role.PUBLIC,
     )
 
 
@@ -612,11 +497,3 @@ def to_message(source_name: str, item: Analysed) -> Message:
             for n, a in enumerate(mail.attachments)
         ],
     )
-
-
-def _body_of(data: bytes) -> bytes:
-    for separator in (b"\r\n\r\n", b"\n\n"):
-        end = data.find(separator)
-        if end >= 0:
-            return data[end + len(separator) :]
-    return b""

@@ -19,26 +19,29 @@ import hashlib
 import logging
 import multiprocessing
 import os
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from functools import partial
 from types import TracebackType
 
-from intake.config import Settings
-from intake.ingest import (
+from intake.analysis import (
     AckDrafter,
     Analysed,
-    Analyser,
-    InProcessAnalyser,
+    AnalyseFn,
+    ChunkResult,
     analyse,
     analyse_and_draft,
+    analyse_chunk,
     quarantine_verdict,
+    ready,
+    watch_parent,
 )
+from intake.config import Settings
+from intake.ingest import Analyser, InProcessAnalyser
 from intake.parsing import parse
 from intake.sources import RawMail
 from intake.triage import TriageContext
@@ -46,12 +49,11 @@ from intake.triage.rules import Rules
 
 log = logging.getLogger(__name__)
 
-AnalyseFn = Callable[[RawMail, Rules, TriageContext], Analysed]
 # A chunk is what one task carries: enough messages to make the hand-over cheap, few enough
 # bytes that the chunks in flight stay small next to the 300 MB a process may use (issue 6).
-CHUNK_MESSAGES = 20
+CHUNK_MESSAGES = 10
 CHUNK_BYTES = 4_000_000
-IN_FLIGHT_PER_PROCESS = 3
+IN_FLIGHT_PER_PROCESS = 4
 HEADER_BYTES = 262_144  # of a message that crashed a worker: the part read in the main process
 CRASHED = "a parser process died while reading this message"
 
@@ -79,13 +81,21 @@ class PoolAnalyser:
     def start(self) -> None:
         """Start the worker processes now and wait until each has imported intake."""
         pool = self._executor()
-        for future in [pool.submit(_ready) for _ in range(self.processes)]:
+        for future in [pool.submit(ready) for _ in range(self.processes)]:
             future.result()
 
     def close(self) -> None:
+        """Stop the worker processes now; work still running is discarded (its poll ended)."""
         pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if pool is None:
+            return
+        # A stopping worker must not wait for chunks nobody will store (SIGTERM: seconds).
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=5.0)
 
     def __enter__(self) -> PoolAnalyser:
         return self
@@ -103,7 +113,7 @@ class PoolAnalyser:
         seconds: dict[str, float],
     ) -> Generator[Analysed, None, None]:
         """Every message of `raws` analysed, in order; fetches ahead while workers parse."""
-        pending: deque[tuple[list[RawMail], Future[_Result], ProcessPoolExecutor]] = deque()
+        pending: deque[tuple[list[RawMail], Future[ChunkResult], ProcessPoolExecutor]] = deque()
         mails = iter(raws)
         exhausted = False
         try:
@@ -114,7 +124,7 @@ class PoolAnalyser:
                         exhausted = True
                         break
                     pool = self._executor()
-                    future = pool.submit(_analyse_chunk, self._analyse_one, chunk, rules, context)
+                    future = pool.submit(analyse_chunk, self._analyse_one, chunk, rules, context)
                     pending.append((chunk, future, pool))
                     if pending[0][1].done():
                         break  # hand finished work to the store before fetching more
@@ -144,7 +154,7 @@ class PoolAnalyser:
             self._pool = ProcessPoolExecutor(
                 self.processes,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_watch_parent,
+                initializer=watch_parent,
                 initargs=(os.getpid(),),
             )
         return self._pool
@@ -177,40 +187,10 @@ class PoolAnalyser:
     ) -> list[Analysed] | None:
         pool = self._executor()
         try:
-            return pool.submit(_analyse_chunk, self._analyse_one, chunk, rules, context).result()[0]
+            return pool.submit(analyse_chunk, self._analyse_one, chunk, rules, context).result()[0]
         except BrokenProcessPool:
             self._discard(pool)
             return None
-
-
-_Result = tuple[list[Analysed], float]
-
-
-def _analyse_chunk(
-    analyse_one: AnalyseFn, chunk: list[RawMail], rules: Rules, context: TriageContext
-) -> _Result:
-    """In a worker process: each message analysed, without its bytes (the caller has them)."""
-    began = time.perf_counter()
-    results = []
-    for raw in chunk:
-        item = analyse_one(raw, rules, context)
-        results.append(replace(item, raw=replace(raw, data=b"")))
-    return results, time.perf_counter() - began
-
-
-def _ready() -> None:
-    """A no-op task: running it means the worker process has imported intake."""
-
-
-def _watch_parent(parent: int) -> None:
-    """In a worker process: exit when the main process is gone (killed, crashed)."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="intake-parent-watch", daemon=True).start()
 
 
 def _take_chunk(mails: Iterator[RawMail], seconds: dict[str, float]) -> list[RawMail]:

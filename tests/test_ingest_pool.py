@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from intake import ingest
+from intake.analysis import Analysed, analyse
 from intake.ingest_pool import CRASHED, PoolAnalyser, analyser_for
 from intake.sources import RawMail
 from intake.store.db import open_database, session_factory
@@ -85,11 +85,11 @@ def test_a_pool_of_parser_processes_stores_exactly_what_one_process_stores(
     assert results[0] == results[1]
 
 
-def crash_on_marker(raw: RawMail, rules: Rules, context: TriageContext) -> ingest.Analysed:
+def crash_on_marker(raw: RawMail, rules: Rules, context: TriageContext) -> Analysed:
     """Analyses like intake does, but kills its process on a message marked to crash it."""
     if b"X-Test-Crash: yes" in raw.data:
         os._exit(70)
-    return ingest.analyse(raw, rules, context)
+    return analyse(raw, rules, context)
 
 
 def test_a_message_that_kills_a_parser_process_is_stored_unparseable_and_the_rest_parsed(
