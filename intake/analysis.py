@@ -161,6 +161,7 @@ def _body_of(data: bytes) -> bytes:
 # -- in a parser process ------------------------------------------------------------------------
 
 ChunkResult = tuple[list[Analysed], float]
+PARSER_NICENESS = 5
 
 
 def analyse_chunk(
@@ -179,8 +180,14 @@ def ready() -> None:
     """A no-op task: running it means a parser process has imported what it needs."""
 
 
-def watch_parent(parent: int) -> None:
-    """Exit this parser process when the process that started it is gone (killed, crashed)."""
+def init_parser_process(parent: int) -> None:
+    """Prepare a parser process: lower its priority, and exit when `parent` is gone.
+
+    The polling process fetches and stores, and is the one the others wait for: with as many
+    parser processes as cores, they take what CPU it leaves (an acknowledgement due waits for
+    no parsing either). A parent killed or crashed leaves no parser process behind.
+    """
+    os.nice(PARSER_NICENESS)
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -36,9 +36,9 @@ from intake.analysis import (
     analyse,
     analyse_and_draft,
     analyse_chunk,
+    init_parser_process,
     quarantine_verdict,
     ready,
-    watch_parent,
 )
 from intake.config import Settings
 from intake.ingest import Analyser, InProcessAnalyser
@@ -154,7 +154,7 @@ class PoolAnalyser:
             self._pool = ProcessPoolExecutor(
                 self.processes,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=watch_parent,
+                initializer=init_parser_process,
                 initargs=(os.getpid(),),
             )
         return self._pool
