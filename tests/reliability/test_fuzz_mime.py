@@ -37,7 +37,7 @@ from intake.triage.rules import Rules, load_rules
 from tests.pipeline_fixtures import deliver, settings_in
 
 SHORT_EXAMPLES = 200
-LONG_EXAMPLES = int(os.environ.get("INTAKE_FUZZ_EXAMPLES", "20000"))
+LONG_EXAMPLES = int(os.environ.get("INTAKE_FUZZ_EXAMPLES", "2000"))
 # A fresh database and Maildir after this many cases: the Maildir listing and the stored keys
 # grow with every case, and each poll reads both.
 CASES_PER_SANDBOX = 250
