@@ -42,6 +42,7 @@ LONG_EXAMPLES = int(os.environ.get("INTAKE_FUZZ_EXAMPLES", "2000"))
 # grow with every case, and each poll reads both.
 CASES_PER_SANDBOX = 250
 ARRIVED = datetime(2019, 1, 28, 10, 0, tzinfo=UTC)
+PROGRESS_EVERY = 1000  # a figures line with -s, so a long run shows how far it got
 
 # -- the generator ----------------------------------------------------------------------------
 
@@ -375,6 +376,8 @@ class Sandbox:
         self.figures["stored"] += summary.stored
         self.figures["known"] += summary.known
         self.figures["unparseable"] += summary.quarantined
+        if self.figures["cases"] % PROGRESS_EVERY == 0:
+            print(f"\n{self.figures['cases']} cases: {dict(self.figures)}", flush=True)
         return summary
 
 
