@@ -57,9 +57,6 @@ def _settings(ctx: click.Context) -> Settings:
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
             stream=sys.stderr,
         )
-        # mail-parser warns about every MIME part type it does not itself decode (delivery
-        # reports, calendars); intake handles those parts, so only its errors are news.
-        logging.getLogger("mailparser").setLevel(logging.ERROR)
         obj["settings"] = settings
     settings_: Settings = obj["settings"]
     return settings_

@@ -5,8 +5,10 @@ bounded memory, compressed attachments never unpacked, no input that stalls the 
 
 from __future__ import annotations
 
+import base64
 import gzip
 import io
+import logging
 import re
 import subprocess
 import sys
@@ -289,8 +291,6 @@ def with_attachments(names: tuple[str, ...], payload: bytes = b"%PDF-1.4\n") -> 
 
 
 def _base64(payload: bytes) -> bytes:
-    import base64  # noqa: PLC0415
-
     return base64.encodebytes(payload).replace(b"\n", b"\r\n")
 
 
@@ -322,6 +322,20 @@ def test_attachment_names_are_display_text_and_never_become_files(
         assert name not in ("..", ".")
     assert "passwd" in names
     assert "evil.dll" in names
+
+
+def test_subjects_and_attachment_names_never_reach_the_log(
+    intake: tuple[Settings, Engine], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)  # the shipped logging level
+    settings, engine = intake
+    secret = base64.b64encode(b"Geheime wens van Anna").decode()
+    broken_subject = raw_mail(f"Subject: =?base64?B?{secret}*?=\r\nContent-Type: text/plain")
+    summary = deliver_and_poll(settings, engine, broken_subject, with_attachments(HOSTILE_NAMES))
+    assert summary.stored == 2
+    assert caplog.text  # intake did log, one line per stored message
+    for private in (secret, "Geheime", "passwd", "evil.dll", "authorized_keys"):
+        assert private not in caplog.text
 
 
 # -- size: a 40 MB attachment and 2,000 attachments -------------------------------------------
