@@ -141,14 +141,6 @@ TEXTS = (
 EOLS = (b"\r\n", b"\n", b"\r")
 
 
-@dataclass
-class Tree:
-    """What the generator chose, for the report of a failing case."""
-
-    depth: int = 0
-    notes: list[str] = field(default_factory=list)
-
-
 def _garbage(rng: random.Random, size: int) -> bytes:
     return rng.randbytes(size)
 
