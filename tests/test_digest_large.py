@@ -59,3 +59,22 @@ def test_a_small_final_digest_keeps_complete_texts_and_a_plain_csv(tmp_path: Pat
     assert "tekens meer)" not in body.get_content()
     names = [part.get_filename() or "" for part in mail.iter_attachments()]
     assert any(name.endswith(".csv") for name in names)
+
+
+def test_a_digest_over_the_listing_cap_lists_each_themes_share_and_says_how_many_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(content, "MAIL_LISTED", 60)
+    monkeypatch.setattr(content, "MIN_LISTED_PER_THEME", 5)
+    build_final(tmp_path, 300)
+    mail = final_mail(tmp_path)
+    body = mail.get_body(preferencelist=("plain",))
+    assert body is not None
+    text = body.get_content()
+    listed = sum(1 for line in text.splitlines() if line.startswith("#"))
+    assert 60 <= listed < 90  # each of six themes its share of 60, rounded up
+    more = [int(line.split()[2]) for line in text.splitlines() if line.startswith("En nog ")]
+    assert listed + sum(more) == 300
+    html = mail.get_body(preferencelist=("html",))
+    assert html is not None
+    assert "de bijlagen bevatten ze allemaal" in html.get_content()

@@ -12,6 +12,8 @@ texts keep their line breaks but lose the same characters. Nothing is turned int
 
 from __future__ import annotations
 
+import itertools
+import math
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -50,6 +52,11 @@ TEXT_BUDGET = 2_000_000
 MIN_TRIM_CHARS = 80
 COMPLETE, TRIMMED, COMPACT = "complete", "trimmed", "compact"
 FILTERED_LISTED = 50  # non-suggestions named at the end, so staff can spot a misfiled one
+# Suggestions a digest lists in its body. Beyond it each theme lists its share and says how
+# many more there are: no one reads 20,000 suggestions in a mail, rendering them takes longer
+# than the rest of the digest together, and the final digest's attachments hold every one.
+MAIL_LISTED = 2_000
+MIN_LISTED_PER_THEME = 20
 NAME_CHARS = 80
 
 
@@ -135,15 +142,29 @@ class SuggestionStream:
     """The suggestions of one primary theme in a span, read afresh each time it is iterated."""
 
     def __init__(
-        self, session: Session, span: Span, slug: str, rules: Rules, shaping: Shaping
+        self,
+        session: Session,
+        span: Span,
+        slug: str,
+        rules: Rules,
+        shaping: Shaping,
+        *,
+        limit: int | None = None,
     ) -> None:
         self._session = session
         self._span = span
         self._slug = slug
         self._rules = rules
         self._shaping = shaping
+        self._limit = limit
 
     def __iter__(self) -> Iterator[Suggestion]:
+        if self._limit is None:
+            yield from self._all()
+        else:
+            yield from itertools.islice(self._all(), self._limit)
+
+    def _all(self) -> Iterator[Suggestion]:
         last = 0
         while True:
             rows = self._session.execute(
@@ -227,6 +248,7 @@ class ThemeGroup:
     name: str
     count: int
     suggestions: SuggestionStream
+    more: int = 0  # suggestions of the theme the digest does not list (over MAIL_LISTED)
 
 
 def theme_groups(
@@ -234,15 +256,22 @@ def theme_groups(
 ) -> list[ThemeGroup]:
     """One group per primary theme with listed suggestions, in the rules' theme order."""
     counts = {figure.slug: figure.listed for figure in figures.themes if figure.listed}
-    return [
-        ThemeGroup(
-            slug=slug,
-            name=theme_name(rules, slug, shaping.language),
-            count=counts[slug],
-            suggestions=SuggestionStream(session, span, slug, rules, shaping),
+    groups = []
+    for slug in theme_order(rules, list(counts)):
+        shown = counts[slug]
+        if figures.listed > MAIL_LISTED:
+            share = math.ceil(counts[slug] * MAIL_LISTED / figures.listed)
+            shown = min(counts[slug], max(MIN_LISTED_PER_THEME, share))
+        groups.append(
+            ThemeGroup(
+                slug=slug,
+                name=theme_name(rules, slug, shaping.language),
+                count=counts[slug],
+                suggestions=SuggestionStream(session, span, slug, rules, shaping, limit=shown),
+                more=counts[slug] - shown,
+            )
         )
-        for slug in theme_order(rules, list(counts))
-    ]
+    return groups
 
 
 def filtered_messages(
