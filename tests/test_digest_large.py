@@ -19,14 +19,18 @@ from intake.store.models import OutboxMail
 from tests.test_digest_scale import build_final
 
 
-def final_mail(tmp_path: Path) -> EmailMessage:
+def final_mail(tmp_path: Path, suggestions: int) -> tuple[EmailMessage, str]:
+    """The final digest of that many suggestions, and its text part."""
+    build_final(tmp_path, suggestions)
     engine = open_database(f"sqlite:///{tmp_path / 'intake.db'}")
     with session_factory(engine)() as session:
         data = session.scalars(select(OutboxMail.data).where(OutboxMail.purpose == "digest")).one()
     engine.dispose()
     parsed = BytesParser(policy=policy.default).parsebytes(data)
     assert isinstance(parsed, EmailMessage)
-    return parsed
+    body = parsed.get_body(preferencelist=("plain",))
+    assert body is not None
+    return parsed, body.get_content()
 
 
 def test_a_final_digest_over_the_budgets_cuts_texts_and_zips_the_csv(
@@ -34,11 +38,7 @@ def test_a_final_digest_over_the_budgets_cuts_texts_and_zips_the_csv(
 ) -> None:
     monkeypatch.setattr(content, "TEXT_BUDGET", 20_000)
     monkeypatch.setattr(sending, "CSV_ZIP_BYTES", 10_000)
-    build_final(tmp_path, 200)
-    mail = final_mail(tmp_path)
-    body = mail.get_body(preferencelist=("plain",))
-    assert body is not None
-    text = body.get_content()
+    mail, text = final_mail(tmp_path, 200)
     assert "tekens meer)" in text  # each text cut to about 20,000 / 200 = 100 characters
     assert len(text) < 200 * 600
     files = {part.get_filename(): part for part in mail.iter_attachments()}
@@ -52,11 +52,8 @@ def test_a_final_digest_over_the_budgets_cuts_texts_and_zips_the_csv(
 
 
 def test_a_small_final_digest_keeps_complete_texts_and_a_plain_csv(tmp_path: Path) -> None:
-    build_final(tmp_path, 20)
-    mail = final_mail(tmp_path)
-    body = mail.get_body(preferencelist=("plain",))
-    assert body is not None
-    assert "tekens meer)" not in body.get_content()
+    mail, text = final_mail(tmp_path, 20)
+    assert "tekens meer)" not in text
     names = [part.get_filename() or "" for part in mail.iter_attachments()]
     assert any(name.endswith(".csv") for name in names)
 
@@ -66,11 +63,7 @@ def test_a_digest_over_the_listing_cap_lists_each_themes_share_and_says_how_many
 ) -> None:
     monkeypatch.setattr(content, "MAIL_LISTED", 60)
     monkeypatch.setattr(content, "MIN_LISTED_PER_THEME", 5)
-    build_final(tmp_path, 300)
-    mail = final_mail(tmp_path)
-    body = mail.get_body(preferencelist=("plain",))
-    assert body is not None
-    text = body.get_content()
+    mail, text = final_mail(tmp_path, 300)
     listed = sum(1 for line in text.splitlines() if line.startswith("#"))
     assert 60 <= listed < 90  # each of six themes its share of 60, rounded up
     more = [int(line.split()[2]) for line in text.splitlines() if line.startswith("En nog ")]
