@@ -109,11 +109,11 @@ def test_dovecot_restarted_while_mail_arrives_loses_nothing(
     home: IntakeHome, running: WorkerProcess, smtp: RecordingSMTP
 ) -> None:
     running.wait_for("poll imap")  # waiting in IDLE
-    for start in (0, 40):
-        append_copies(home.dovecot, range(start, start + 40))  # IDLE wakes the worker
+    for start in (0, 30):
+        append_copies(home.dovecot, range(start, start + 30))  # IDLE wakes the worker
         time.sleep(0.3)  # fetching, parsing, storing
         home.dovecot.restart(drop_connections=True)
-    log = finish(home, running, 80)
+    log = finish(home, running, 60)
     assert_all_stored_once(home, smtp)
     assert "Traceback" not in log
     # At most a retry warning and one ERROR line for each restart, then "works again".
@@ -126,14 +126,14 @@ def test_a_connection_kicked_during_idle_and_during_a_fetch_loses_nothing(
     running.wait_for("worker running")
     running.wait_for("poll imap")  # the first poll is done: waiting in IDLE now
     home.dovecot.kick()
-    append_copies(home.dovecot, range(70))
+    append_copies(home.dovecot, range(60))
     engine = home.engine()
     try:
         wait_until(lambda: stored(engine) > 0, timeout=30, what="the first batch stored")
-        home.dovecot.kick()  # in the middle of fetching the seventy
+        home.dovecot.kick()  # in the middle of fetching the sixty
     finally:
         engine.dispose()
-    log = finish(home, running, 70)
+    log = finish(home, running, 60)
     assert_all_stored_once(home, smtp)
     assert "Traceback" not in log
     # One line for each drop (in IDLE the server's BYE ends the wait; the next command says so).
