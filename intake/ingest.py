@@ -318,7 +318,8 @@ def store_one(
     summary.kinds[message.kind] = summary.kinds.get(message.kind, 0) + 1
     if message.kind == Kind.UNPARSEABLE:
         summary.quarantined += 1
-        log.warning("quarantined <%s>: %s", message.message_id, message.parse_error)
+        why = message.parse_error or str(verdict.kind_reason or "")
+        log.warning("quarantined <%s>: %s", message.message_id, why)
     reason = verdict.kind_reason
     log.info(
         "stored <%s> id=%s kind=%s reason=%s themes=%s late=%s ack=%s:%s",
