@@ -34,7 +34,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine, delete, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from intake import digests, ingest, outbox
 from intake.config import Settings
@@ -184,7 +184,7 @@ class FailureLog:
 
     def failed(self, job: str, exc: BaseException) -> bool:
         """True when this failure was logged (it differs from the job's previous one)."""
-        text = f"{type(exc).__name__}: {exc}"
+        text = describe_failure(exc)
         # Failures that differ only in a number (attempts, seconds, a count) are the same one.
         key = re.sub(r"\d+", "#", text)
         with self._lock:
@@ -193,8 +193,9 @@ class FailureLog:
         if repeated:
             log.debug("%s failed again: %s", job, text)
             return False
-        if isinstance(exc, IntakeError):
-            log.error("%s failed: %s (retrying; logged once until it changes)", job, exc)
+        if isinstance(exc, IntakeError | OperationalError):
+            # Expected in production (a server down, the database busy): the message says it.
+            log.error("%s failed: %s (retrying; logged once until it changes)", job, text)
         else:
             log.error("%s failed (retrying; logged once until it changes)", job, exc_info=exc)
         return True
@@ -432,6 +433,15 @@ def mailbox_loop(worker: Worker) -> None:
         signalled = not worker.stop.is_set() and bool(_guarded(worker, "poll", idle, clears=False))
         if not signalled:
             worker.stop.wait(max(0.0, interval - (time.monotonic() - started)))
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for a job's failure; a database error without its statement and parameters."""
+    if isinstance(exc, OperationalError):
+        # str() of a SQLAlchemy error carries the SQL and its parameters: mail text, long and
+        # different every time, so the same busy database would never count as the same failure.
+        return f"database: {exc.orig}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _guarded(worker: Worker, job: str, action: Callable[[], T], *, clears: bool = True) -> T | None:
