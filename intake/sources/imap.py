@@ -121,6 +121,10 @@ class ImapSource:
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self.stalled_at: int | None = None
+        # UIDNEXT when `fetch_new` last read the folder to its end: mail that arrives after it
+        # but before IDLE starts is in the folder when IDLE's SELECT sees it, and IDLE reports
+        # only what comes later; `idle_wait` compares the two instead (IMAP-11).
+        self._synced_uidnext: int | None = None
         self._password = password
         self._client: Any = None  # imapclient ships no type hints
         if self.target.tls == "none" and not is_loopback(self.target.host):
@@ -154,11 +158,13 @@ class ImapSource:
                     )
                     validity, last = current, 0
                 if uidnext and uidnext <= last + 1:
+                    self._synced_uidnext = uidnext
                     return  # IMAP-6: nothing arrived since `last`
                 for mail in self._fetch_after(client, validity, last):
                     last = parse_key(mail.key)[1]  # resume after it, whatever the consumer does
                     failures = 0
                     yield mail
+                self._synced_uidnext = uidnext
                 return
             except RETRYABLE as exc:
                 failures += 1
@@ -189,7 +195,9 @@ class ImapSource:
         caller runs `fetch_new` afterwards either way. A dropped connection returns True, so that
         the caller polls at once (and reconnects with back-off there).
         """
-        client = self._with_retry(self._examined)
+        client, uidnext = self._with_retry(self._examined)
+        if self._synced_uidnext is not None and uidnext > self._synced_uidnext:
+            return True  # arrived since the last fetch, before IDLE could report it
         if b"IDLE" not in client.capabilities():
             return False
         try:
@@ -241,9 +249,8 @@ class ImapSource:
             ) from None
         return int(info[b"UIDVALIDITY"]), int(info.get(b"UIDNEXT", 0))
 
-    def _examined(self, client: Any) -> Any:
-        self._examine(client)
-        return client
+    def _examined(self, client: Any) -> tuple[Any, int]:
+        return client, self._examine(client)[1]
 
     def _fetch_after(self, client: Any, validity: int, last: int) -> Iterator[RawMail]:
         # IMAP-6: "last+1:*" always matches the highest UID, even when it is <= last.
