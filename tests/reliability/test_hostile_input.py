@@ -9,6 +9,7 @@ import base64
 import gzip
 import io
 import logging
+import random
 import re
 import subprocess
 import sys
@@ -507,6 +508,34 @@ def test_a_mail_of_a_hundred_thousand_short_lines_is_parsed_without_stalling(bod
     parsed = parse(b"From: a@example.nl\r\nSubject: lijnen\r\n\r\n" + body)
     assert parsed.error is None
     assert parsed.text
+
+
+def long_text(seed: int, size: int = 60_000) -> str:
+    rng = random.Random(seed)
+    words = ["parkeren", "bomen", "licht", "sensor", "wijk", "plein", "fiets", "data", "groen"]
+    lines, total = [], 0
+    while total < size:
+        line = " ".join(rng.choice(words) for _ in range(12))
+        lines.append(line)
+        total += len(line) + 1
+    return "\n".join(lines)
+
+
+@pytest.mark.timeout(120)
+def test_long_suggestions_from_one_sender_are_compared_for_resends_without_stalling(
+    intake: tuple[Settings, Engine],
+) -> None:
+    # Comparing each new suggestion with the sender's earlier ones character by character took
+    # many minutes per message for texts this long; the time-out is a hang guard.
+    settings, engine = intake
+    texts = [long_text(seed) for seed in range(4)]
+    resend = texts[0].replace("parkeren", "parkeerplaatsen", 1) + "\nNog een zin erbij.\n"
+    mails = [mail(subject=f"Voorstel {n}", body=text) for n, text in enumerate([*texts, resend])]
+    for data in mails:  # one poll each: every earlier one is a candidate for the next
+        assert deliver_and_poll(settings, engine, data).stored == 1
+    with session_factory(engine)() as session:
+        rows = list(session.scalars(select(StoredMessage).order_by(StoredMessage.id)))
+    assert [row.duplicate_of_id for row in rows] == [None, None, None, None, rows[0].id]
 
 
 def test_two_mails_with_bare_cr_line_ends_and_no_message_id_are_both_stored(
