@@ -156,6 +156,17 @@ ERROR_CASES = [
         "unterminated character set at position 1",
     ),
     (
+        "bad-opening-pattern",
+        VALID.replace("subject = ['^automatisch antwoord']", "opening = ['^(dit is']"),
+        "rules.toml:23: kind_patterns[1].opening: bad regular expression '^(dit is': "
+        "missing ), unterminated subpattern at position 1",
+    ),
+    (
+        "kind-pattern-without-patterns",
+        VALID.replace("subject = ['^automatisch antwoord']\n", ""),
+        "rules.toml:20: kind_patterns[1]: needs `subject` or `opening` patterns",
+    ),
+    (
         "unknown-kind",
         VALID.replace('kind = "auto_reply"', 'kind = "vacation"'),
         "rules.toml:22: kind_patterns[1].kind: unknown kind 'vacation'; "
