@@ -322,15 +322,16 @@ OPENING_LENGTH = 200  # characters at the start that `opening` patterns see
 
 def _pattern_check(kind: Kind) -> Check:
     def matches_pattern(mail: ParsedMail, inputs: KindInputs) -> Reason | None:
+        patterns = [p for p in inputs.rules.kind_patterns if p.kind is kind]
         subject = fold(mail.subject)
-        opening = _opening(mail)
-        for pattern in inputs.rules.kind_patterns:
-            if pattern.kind is not kind:
-                continue
+        for pattern in patterns:
             if any(regex.search(subject) for regex in pattern.subject):
                 return Reason(pattern.id, "subject", mail.subject.strip())
+        # Only the kinds with opening patterns (auto-replies) read the text at all.
+        opening = _opening(mail) if any(p.opening for p in patterns) else ""
+        for pattern in patterns if opening else ():
             found = next((m for r in pattern.opening if (m := r.search(opening))), None)
-            if opening and found:
+            if found:
                 return Reason(pattern.id, "body", found.group(0))
         return None
 
