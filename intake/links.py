@@ -56,6 +56,9 @@ def thread_refs(in_reply_to: str | None, references: Sequence[str]) -> list[str]
 
 def find_resend(subject: str, text: str, earlier: Iterable[Earlier]) -> Link | None:
     """The first stored suggestion that this one repeats, when the texts are nearly the same."""
+    earlier = list(earlier)
+    if not earlier:
+        return None  # most senders send one suggestion: no text to normalise
     body = normalise(text)
     if not body:
         return None

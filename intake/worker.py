@@ -44,7 +44,7 @@ from intake.ingest_pool import PoolAnalyser, analyser_for
 from intake.sources import Source, open_source
 from intake.sources.imap import ImapSource
 from intake.store import queries
-from intake.store.db import open_database, transaction
+from intake.store.db import describe_error, open_database, transaction
 from intake.store.models import WorkerLock
 from intake.triage.rules import RuleBook
 
@@ -184,7 +184,7 @@ class FailureLog:
 
     def failed(self, job: str, exc: BaseException) -> bool:
         """True when this failure was logged (it differs from the job's previous one)."""
-        text = describe_failure(exc)
+        text = describe_error(exc)
         # Failures that differ only in a number (attempts, seconds, a count) are the same one.
         key = re.sub(r"\d+", "#", text)
         with self._lock:
@@ -433,15 +433,6 @@ def mailbox_loop(worker: Worker) -> None:
         signalled = not worker.stop.is_set() and bool(_guarded(worker, "poll", idle, clears=False))
         if not signalled:
             worker.stop.wait(max(0.0, interval - (time.monotonic() - started)))
-
-
-def describe_failure(exc: BaseException) -> str:
-    """One line for a job's failure; a database error without its statement and parameters."""
-    if isinstance(exc, OperationalError):
-        # str() of a SQLAlchemy error carries the SQL and its parameters: mail text, long and
-        # different every time, so the same busy database would never count as the same failure.
-        return f"database: {exc.orig}"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _guarded(worker: Worker, job: str, action: Callable[[], T], *, clears: bool = True) -> T | None:

@@ -41,7 +41,6 @@ def build_final(tmp_path: Path, count: int) -> float:
             "message_id": f"m{n}@example.nl",
             "sha256": f"{n:064d}",
             "body_sha256": f"{n:064d}",
-            "raw": b"",
             "size": 0,
             "source": "test",
             "source_key": str(n),

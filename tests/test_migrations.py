@@ -5,20 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy import Engine, inspect, text
 
 from intake.store.db import alembic_config, current_revision, open_database
 from intake.store.models import Base
-from tests.servers.postgres import Postgres, postgres
+from tests.servers.postgres import postgres, postgres_database
 
-__all__ = ["postgres"]  # the session's PostgreSQL, for the tests below
+__all__ = ["postgres", "postgres_database"]  # fixtures used by the tests below
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
@@ -50,21 +49,11 @@ def test_opening_a_fresh_database_migrates_it_to_head(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def postgres_engine(postgres: Postgres) -> Iterator[Engine]:
+def postgres_engine(postgres_database: str) -> Iterator[Engine]:
     """A fresh database on the session's PostgreSQL."""
-    name = f"walk_{uuid4().hex[:12]}"
-    admin = create_engine(
-        postgres.url.replace("postgresql://", "postgresql+psycopg://"),
-        isolation_level="AUTOCOMMIT",
-    )
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = open_database(postgres.url.rsplit("/", 1)[0] + f"/{name}", migrate=False)
+    engine = open_database(postgres_database, migrate=False)
     yield engine
     engine.dispose()
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE "{name}"'))
-    admin.dispose()
 
 
 @pytest.mark.postgres
@@ -72,3 +61,45 @@ def test_postgresql_migrations_walk_up_down_up_and_match_the_models(
     postgres_engine: Engine,
 ) -> None:
     walk_and_compare(postgres_engine)
+
+
+def carry_raw_bytes_across_0005(engine: Engine) -> None:
+    """Messages stored before 0005 keep their bytes in `raw_messages`, and get them back down."""
+    config = alembic_config(engine)
+    command.upgrade(config, "0004")
+    data = b"Subject: oud\r\n\r\n" + bytes(range(256)) * 64  # binary, and past one page
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO messages (id, message_id, message_id_derived, sha256, body_sha256,"
+                " raw, size, truncated, source, source_key, received_at, stored_at, from_addr,"
+                ' from_name, to_addrs, cc_addrs, subject, "references", headers, language,'
+                " text, quoted, signature, disclaimer, html_only, defects, kind, kind_reasons,"
+                " late, sender_role, role_reason, ack_reason, link_reason) VALUES (7, 'm@x',"
+                " false, :sha, :sha, :raw, 1, false, 'test', '1', :at, :at, '', '', '[]', '[]',"
+                " '', '[]', '{}', '', '', '', '', '', false, '[]', 'suggestion', '[]', false,"
+                " 'public', '', '', '')"
+            ),
+            {"sha": "0" * 64, "raw": data, "at": "2019-01-20 10:00:00+00:00"},
+        )
+    command.upgrade(config, "0005")
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT message_pk, data FROM raw_messages")).all()
+        assert [(pk, bytes(raw)) for pk, raw in rows] == [(7, data)]
+        assert "raw" not in {c["name"] for c in inspect(connection).get_columns("messages")}
+    command.downgrade(config, "0004")
+    with engine.connect() as connection:
+        assert bytes(connection.execute(text("SELECT raw FROM messages")).scalar_one()) == data
+
+
+def test_sqlite_migration_0005_moves_raw_bytes_to_their_own_table(tmp_path: Path) -> None:
+    engine = open_database(f"sqlite:///{tmp_path / 'carry.db'}", migrate=False)
+    carry_raw_bytes_across_0005(engine)
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_migration_0005_moves_raw_bytes_to_their_own_table(
+    postgres_engine: Engine,
+) -> None:
+    carry_raw_bytes_across_0005(postgres_engine)

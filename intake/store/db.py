@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.errors import StoreError
@@ -110,3 +110,15 @@ def transaction(engine: Engine) -> Iterator[Session]:
     writer = engine.execution_options(**{WRITE_OPTION: True})
     with session_factory(writer)() as session, session.begin():
         yield session
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for an error; a database error without its statement and parameters.
+
+    str() of a SQLAlchemy error carries the SQL and its parameters: mail text (which never goes
+    into the log), long and different every time, so the same busy database would never count
+    as the same failure either.
+    """
+    if isinstance(exc, DBAPIError):
+        return f"database: {exc.orig}"
+    return f"{type(exc).__name__}: {exc}"

@@ -21,6 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.associationproxy import AssociationProxy, association_proxy
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
 
 # Named constraints so that Alembic migrations are the same on SQLite and PostgreSQL.
@@ -74,7 +75,6 @@ class Message(Base):
     # after a crash) one row; body_sha256 catches one message delivered through two aliases.
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     body_sha256: Mapped[str] = mapped_column(String(64), index=True)
-    raw: Mapped[bytes] = deferred(mapped_column(LargeBinary, nullable=False))
     size: Mapped[int] = mapped_column(BigInteger)
     truncated: Mapped[bool] = mapped_column(Boolean, default=False)
     source: Mapped[str] = mapped_column(String(500))
@@ -134,11 +134,29 @@ class Message(Base):
         remote_side=[id], foreign_keys=[duplicate_of_id]
     )
     thread_of: Mapped[Message | None] = relationship(remote_side=[id], foreign_keys=[thread_of_id])
+    # The bytes live in a table of their own: inside this row they would sit between the
+    # columns, and SQLite reads past a large value's overflow pages to reach the columns after
+    # it, so every list of messages (digest, export) would read the whole mailbox (issue 6).
+    raw_row: Mapped[RawMessage] = relationship(cascade="all, delete-orphan", uselist=False)
+    raw: AssociationProxy[bytes] = association_proxy(
+        "raw_row", "data", creator=lambda data: RawMessage(data=data)
+    )
     ack: Mapped[OutboxMail | None] = relationship(
         primaryjoin="and_(OutboxMail.message_pk == Message.id, OutboxMail.purpose == 'ack')",
         viewonly=True,
         uselist=False,
     )
+
+
+class RawMessage(Base):
+    """A stored message's bytes exactly as the mailbox delivered them."""
+
+    __tablename__ = "raw_messages"
+
+    message_pk: Mapped[int] = mapped_column(
+        ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    data: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
 
 
 class ThemeMatch(Base):

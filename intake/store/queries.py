@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from intake.errors import NotFoundError
@@ -29,82 +29,8 @@ def find_message(session: Session, ref: str) -> Message:
     return message
 
 
-def find_known(
-    session: Session,
-    sha256: str,
-    message_id: str,
-    body_sha256: str,
-    *,
-    from_addr: str,
-    subject: str,
-) -> Message | None:
-    """The stored copy of a message: the same bytes, or the same Message-ID, sender, subject
-    and body (one mail delivered through two aliases differs only in its trace headers).
-
-    A mail that reuses a Message-ID under another sender or subject is a message of its own:
-    merging it would lose it (zammad's mail050 and mail059 in the shared corpus do this).
-    """
-    return session.scalars(
-        select(Message)
-        .where(
-            or_(
-                Message.sha256 == sha256,
-                (Message.message_id == message_id)
-                & (Message.body_sha256 == body_sha256)
-                & (Message.from_addr == from_addr)
-                & (Message.subject == subject),
-            )
-        )
-        .order_by(Message.id)
-        .limit(1)
-    ).first()
-
-
 def known_keys(session: Session, source: str) -> frozenset[str]:
     return frozenset(session.scalars(select(SourceItem.key).where(SourceItem.source == source)))
-
-
-def has_source_item(session: Session, source: str, key: str) -> bool:
-    return (
-        session.scalar(
-            select(SourceItem.id).where(SourceItem.source == source, SourceItem.key == key)
-        )
-        is not None
-    )
-
-
-def ids_by_message_id(session: Session, refs: Iterable[str]) -> dict[str, int]:
-    """Stored message ids for these Message-IDs (the first stored, when one repeats)."""
-    refs = [ref for ref in refs if ref]
-    if not refs:
-        return {}
-    rows = session.execute(
-        select(Message.message_id, func.min(Message.id))
-        .where(Message.message_id.in_(refs))
-        .group_by(Message.message_id)
-    )
-    return {str(mid): int(pk) for mid, pk in rows}
-
-
-@dataclass(frozen=True, slots=True)
-class EarlierRow:
-    id: int
-    subject: str
-    text: str
-    duplicate_of_id: int | None
-
-
-def earlier_suggestions(session: Session, sender: str, limit: int = 50) -> list[EarlierRow]:
-    """The sender's most recent stored suggestions, newest first."""
-    rows = session.execute(
-        select(Message.id, Message.subject, Message.text, Message.duplicate_of_id)
-        # coalesce() keeps SQLite (no statistics) off the kind index, which matches nearly
-        # every row: the sender's index finds a handful (issue 6: a scan per stored message).
-        .where(Message.from_addr == sender.lower(), func.coalesce(Message.kind, "") == "suggestion")
-        .order_by(Message.id.desc())
-        .limit(limit)
-    )
-    return [EarlierRow(*row) for row in rows]
 
 
 def mailbox_state(session: Session, source: str) -> MailboxState:
