@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
+import sys
+import unicodedata
 from dataclasses import replace
 from datetime import datetime
 from email.message import EmailMessage
@@ -22,6 +25,7 @@ from intake.acks import (
     AckPolicy,
     AckSettings,
     BuiltMail,
+    ack_context,
     ack_recipient,
     build_acknowledgement,
     choose_language,
@@ -698,6 +702,126 @@ def test_bidi_controls_are_stripped_and_long_subjects_capped() -> None:
     text, html = bodies(msg)
     assert "\u202e" not in text
     assert "\u202e" not in html
+
+
+def header_block(built: BuiltMail) -> bytes:
+    return built.data.split(b"\r\n\r\n", 1)[0]
+
+
+def assert_wire_safe(built: BuiltMail) -> None:
+    """CRLF line ends only, no line over 998 octets, no blank or whitespace-only folded line."""
+    assert not re.search(rb"(?<!\r)\n|\r(?!\n)", built.data)
+    assert max(len(line) for line in built.data.split(b"\r\n")) <= 998
+    for line in header_block(built).split(b"\r\n"):
+        assert line.strip()
+        assert line[:1] in (b" ", b"\t") or re.match(rb"[A-Za-z-]+:", line)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Jänš Jánssen",
+        "Hermans, Jörg",
+        "O'Neil, Seán",
+        'Jan "Jantje" Smit',
+        "Zoë Ünal-Çelik (bewonersraad)",
+        "Ελένη Παπαδοπούλου",
+        "王小明",
+        "Gemeente Maastricht — Afdeling Ruimtelijke Ontwikkeling",
+        "😀 Fan van groen",
+    ],
+)
+def test_a_non_ascii_display_name_goes_out_7bit_and_reads_back(name: str) -> None:
+    built, msg = build(recipient_name=name)
+    assert built.data.isascii()
+    assert_wire_safe(built)
+    assert msg["To"].addresses[0].display_name == name
+    assert msg["To"].addresses[0].addr_spec == RESIDENT
+
+
+def test_a_long_non_ascii_subject_is_folded_7bit_and_reads_back() -> None:
+    subject = " ".join(["Ideeën", "voor", "de", "Maasboulevard", "én", "het", "Vrijthof"] * 8)
+    built, msg = build(subject=subject)
+    assert built.data.isascii()
+    assert_wire_safe(built)
+    assert built.subject.endswith("…")
+    assert msg["Subject"] == built.subject
+    assert all(len(line) <= 78 for line in header_block(built).split(b"\r\n"))
+
+
+def test_text_that_looks_like_an_encoded_word_reads_as_written() -> None:
+    built, msg = build(subject="=?utf-8?q?Bcc?= idee", recipient_name="=?utf-8?b?SmFu?=")
+    assert msg["Subject"] == built.subject == "Ontvangstbevestiging: =?utf-8?q?Bcc?= idee"
+    assert msg["To"].addresses[0].display_name == "=?utf-8?b?SmFu?="
+
+
+def test_a_right_to_left_override_in_a_name_never_reaches_the_header() -> None:
+    built, msg = build(recipient_name="Jan \u202eznassnaJ\u202c \u2067Ω\u2069")
+    assert msg["To"].addresses[0].display_name == "Jan znassnaJ Ω"
+    assert b"\xe2\x80\xae" not in built.data
+    assert_wire_safe(built)
+
+
+def test_a_non_ascii_recipient_gets_utf8_headers_and_7bit_bodies() -> None:
+    built = build_acknowledgement(
+        ack_input(recipient="jan@exämple.nl", recipient_name="Jänš"), SETTINGS, RENDER, now=NOW
+    )
+    assert_wire_safe(built)
+    head, body = built.data.split(b"\r\n\r\n", 1)
+    assert "To: Jänš <jan@exämple.nl>".encode() in head.split(b"\r\n")
+    assert body.isascii()
+    # The stdlib reads raw UTF-8 headers from text, not from bytes.
+    msg = email.message_from_string(built.data.decode(), policy=email.policy.SMTPUTF8)
+    assert isinstance(msg, EmailMessage)
+    assert msg["To"].addresses[0].display_name == "Jänš"
+    assert msg["Subject"] == built.subject
+
+
+@pytest.mark.parametrize(
+    "recipient",
+    [
+        "jän@example.nl",
+        ".jan@example.nl",
+        "jan..j@example.nl",
+        "=?utf-8?Q?agent?=@example.com",  # zammad mail118
+        "=?x?q?utf-8?=@example.nl",  # the stdlib's parser raises CharsetError on it
+    ],
+)
+def test_a_recipient_the_stdlib_address_parser_refuses_is_refused(recipient: str) -> None:
+    with pytest.raises(ValueError, match=r"local-part|stdlib"):
+        build(recipient=recipient)
+
+
+def test_long_message_ids_stay_whole_in_the_threading_headers() -> None:
+    long_id = "x" * 120 + "@example.nl"
+    built, msg = build(message_id=long_id, references=("root@example.nl",))
+    assert f"\r\n <{long_id}>".encode() in header_block(built)
+    # Folded before the id: the stdlib reads that blank as part of these unstructured fields.
+    assert msg["In-Reply-To"].strip() == f"<{long_id}>"
+    assert msg["References"] == f"<root@example.nl> <{long_id}>"
+    assert_wire_safe(built)
+
+
+def test_the_bodies_are_quoted_printable_and_read_back_to_the_rendered_text() -> None:
+    built, msg = build(subject="Ünïcode = gelijk", recipient_name="Jänš")
+    _, text, html = RENDER(
+        "ack",
+        "nl",
+        ack_context(ack_input(subject="Ünïcode = gelijk", recipient_name="Jänš"), SETTINGS),
+    )
+    assert tuple(b.replace("\r\n", "\n") for b in bodies(msg)) == (text, html)
+    assert built.data.count(b"Content-Transfer-Encoding: quoted-printable\r\n") == 2
+
+
+@pytest.mark.parametrize("code", range(0, sys.maxunicode + 1, 0x10000))
+def test_clean_text_skips_its_character_loop_only_where_it_would_change_nothing(
+    code: int,
+) -> None:
+    # clean_text takes str.isprintable() as "nothing to remove": check that for one plane.
+    for char in map(chr, range(code, code + 0x10000)):
+        if char.isprintable():
+            assert unicodedata.category(char) not in ("Cc", "Cf", "Co", "Cs")
+            assert char == " " or not char.isspace()
 
 
 def test_the_message_id_domain_comes_from_config_never_the_host() -> None:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import email.policy
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address as HeaderAddress
-from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from intake.acks import mime
 from intake.acks.marks import (
     LANGUAGES,
     LOOP_HEADER,
@@ -156,34 +155,41 @@ def build_acknowledgement(
     domain = _checked_domain(settings.message_id_domain)
     message_id = make_msgid(idstring=MESSAGE_ID_TAG, domain=domain)
 
-    msg = EmailMessage()
-    msg["From"] = _sender(settings)
-    msg["To"] = HeaderAddress(
-        display_name=clean_text(ack.recipient_name, 80), addr_spec=ack.recipient
-    )
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime(_aware(now, "now").astimezone(ZoneInfo(settings.timezone)))
-    msg["Message-ID"] = message_id
+    # The mail goes out with SMTPUTF8 when an address needs it (as the SMTP transport decides);
+    # otherwise every header is 7-bit. The bodies are quoted-printable either way.
+    utf8 = not (ack.recipient.isascii() and settings.from_address.isascii())
+    fields = [
+        _sender(settings, utf8=utf8),
+        mime.mailbox_field("To", clean_text(ack.recipient_name, 80), ack.recipient, utf8=utf8),
+        mime.text_field("Subject", subject, utf8=utf8),
+        "Date: " + format_datetime(_aware(now, "now").astimezone(ZoneInfo(settings.timezone))),
+        mime.field("Message-ID", [message_id], fold_first=True),
+    ]
     original = _message_id(ack.message_id) if ack.message_id else None
     if original:
-        msg["In-Reply-To"] = original
-        msg["References"] = " ".join(_references(ack.references, original))
-    msg["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5
-    msg["X-Auto-Response-Suppress"] = "All"  # Exchange: no OOF or receipts for our ack (AR-21)
-    # Read by helpdesks and responders that ignore Auto-Submitted (Zammad, Discourse); unlike
-    # bulk/junk it does not mark the ack as bulk mail for spam filters.
-    msg["Precedence"] = "auto_reply"
-    msg[LOOP_HEADER] = domain
+        fields.append(mime.field("In-Reply-To", [original], fold_first=True))
+        fields.append(
+            mime.field("References", _references(ack.references, original), fold_first=True)
+        )
     # SMTP-8: plain first, HTML last (the preferred part); quoted-printable stays 7-bit clean.
-    msg.set_content(text, charset="utf-8", cte="quoted-printable")
-    msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
-    msg["Content-Language"] = language  # after the body: set_content drops Content-* headers
-    policy = email.policy.SMTP if ack.recipient.isascii() else email.policy.SMTPUTF8
+    content_type, body = mime.alternative((("plain", text), ("html", html)))
+    fields += [
+        "Auto-Submitted: auto-replied",  # RFC 3834 §5
+        "X-Auto-Response-Suppress: All",  # Exchange: no OOF or receipts for our ack (AR-21)
+        # Read by helpdesks and responders that ignore Auto-Submitted (Zammad, Discourse);
+        # unlike bulk/junk it does not mark the ack as bulk mail for spam filters.
+        "Precedence: auto_reply",
+        mime.field(LOOP_HEADER, [domain]),
+        "MIME-Version: 1.0",
+        content_type,
+        mime.text_field("Content-Language", language, utf8=utf8),
+    ]
+    head = mime.CRLF.join(fields) + mime.CRLF * 2
     return BuiltMail(
         message_id=message_id.strip("<>"),
         recipient=ack.recipient,
         subject=subject,
-        data=msg.as_bytes(policy=policy),
+        data=head.encode("utf-8" if utf8 else "ascii") + body,
     )
 
 
@@ -192,21 +198,33 @@ def clean_text(value: str, limit: int = MAX_VALUE_CHARS) -> str:
 
     SMTP-10 and SEC-5 (Trojan Source): for every mail-derived value shown to people.
     """
-    spaced = "".join(" " if char.isspace() else char for char in value)
-    kept = "".join(ch for ch in spaced if unicodedata.category(ch) not in ("Cc", "Cf", "Co", "Cs"))
+    # A printable string has no character of the removed categories and no whitespace but
+    # the space (str.isprintable: every Cc, Cf, Co, Cs, Cn, Zl, Zp and Zs except U+0020 is not
+    # printable), so only the collapsing is left to do; tests/test_acks.py checks every code
+    # point.
+    if value.isprintable():
+        kept = value
+    else:
+        spaced = "".join(" " if char.isspace() else char for char in value)
+        kept = "".join(
+            ch for ch in spaced if unicodedata.category(ch) not in ("Cc", "Cf", "Co", "Cs")
+        )
     line = " ".join(kept.split())
     return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
-def _sender(settings: AckSettings) -> HeaderAddress:
-    if not is_valid_address(settings.from_address):
+def _sender(settings: AckSettings, *, utf8: bool) -> str:
+    return _from_field(settings.from_name, settings.from_address, utf8=utf8)
+
+
+@lru_cache(maxsize=16)
+def _from_field(name: str, address: str, *, utf8: bool) -> str:
+    # The same for every acknowledgement of a configuration: written once.
+    if not is_valid_address(address):
         raise ConfigError(
-            "outgoing.from_address: acknowledgements need a sender address, "
-            f"got {settings.from_address!r}"
+            f"outgoing.from_address: acknowledgements need a sender address, got {address!r}"
         )
-    return HeaderAddress(
-        display_name=clean_text(settings.from_name, 80), addr_spec=settings.from_address
-    )
+    return mime.mailbox_field("From", clean_text(name, 80), address, utf8=utf8)
 
 
 def _checked_domain(domain: str) -> str:
