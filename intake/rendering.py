@@ -13,6 +13,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, UndefinedErro
 
 DEFAULT_LANGUAGE = "nl"
 MAX_SUBJECT_CHARS = 200
+_BLANK_LINES = re.compile(r"\n{3,}")
 
 
 class RenderedMail(NamedTuple):
@@ -60,8 +61,15 @@ def render_mail(
 
 def one_line(value: str, limit: int) -> str:
     """`value` as one header-safe line: control and bidi characters removed, capped at `limit`."""
-    spaced = "".join(" " if char.isspace() else char for char in value)
-    kept = "".join(ch for ch in spaced if unicodedata.category(ch) not in ("Cc", "Cf", "Co", "Cs"))
+    # A printable string holds none of the removed characters and no whitespace but the space
+    # (str.isprintable is false for every Cc, Cf, Co, Cs, Zl, Zp and Zs but U+0020).
+    if value.isprintable():
+        kept = value
+    else:
+        spaced = "".join(" " if char.isspace() else char for char in value)
+        kept = "".join(
+            ch for ch in spaced if unicodedata.category(ch) not in ("Cc", "Cf", "Co", "Cs")
+        )
     line = " ".join(kept.split())
     return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
@@ -94,5 +102,7 @@ def _refuse_none(value: object) -> object:
 
 def _tidy(body: str) -> str:
     """Trailing spaces off every line, at most one blank line in a row, one final newline."""
-    lines = [line.rstrip() for line in body.splitlines()]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"
+    text = "\n".join([line.rstrip() for line in body.splitlines()])
+    if "\n\n\n" in text:  # a plain search first: the regex scan costs more than the rest
+        text = _BLANK_LINES.sub("\n\n", text)
+    return text.strip("\n") + "\n"

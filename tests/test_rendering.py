@@ -170,6 +170,15 @@ def test_a_language_missing_one_template_falls_back_for_that_template(tmp_path: 
     assert mail == RenderedMail("fr sujet <b>", "nl txt <b>\n", "nl html &lt;b&gt;\n")
 
 
+def test_bodies_lose_trailing_blanks_and_runs_of_blank_lines(tmp_path: Path) -> None:
+    (tmp_path / "nl").mkdir()
+    (tmp_path / "nl" / "note.subject.j2").write_text("  Onderwerp \u202e{{ x }}\t\n")
+    (tmp_path / "nl" / "note.txt.j2").write_text("\n\nEen  \n\n\n\n{{ x }}\t\n\n\nDrie\n\n")
+    (tmp_path / "nl" / "note.html.j2").write_text("<p>\n\n</p>\r\n\r\n\r\n")
+    mail = render_mail("note", "nl", {"x": "twee"}, tmp_path)
+    assert mail == RenderedMail("Onderwerp twee", "Een\n\ntwee\n\nDrie\n", "<p>\n\n</p>\n")
+
+
 def test_an_unknown_mail_name_fails_loudly() -> None:
     with pytest.raises(TemplateNotFound):
         render_mail("nonexistent", "nl", {}, TEMPLATES)
