@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from intake.parsing import ParsedMail, parse
+from intake.parsing.charsets import _is_noise, _noise_finder, is_unreadable
 from intake.parsing.parsed import Address
 
 FIXTURES = Path(__file__).parent / "mail" / "parsing"
@@ -254,6 +255,34 @@ def test_dutch_text_with_a_stray_nul_is_readable() -> None:
     text = "Graag meer groen in de binnenstad en minder verkeer op de Maasboulevard.\x00\n" * 5
     data = b"From: a@example.nl\nContent-Type: text/plain; charset=utf-8\n\n" + text.encode()
     assert "UnreadableText" not in parse(data).defects
+
+
+def test_the_noise_pattern_finds_exactly_the_noise_characters_of_the_bmp() -> None:
+    # is_unreadable counts with a regex built from _is_noise; beyond the BMP it asks _is_noise.
+    bmp = "".join(map(chr, range(0x10000)))
+    found = _noise_finder().findall(bmp)
+    assert found == [char for char in bmp if _is_noise(char)]
+    assert {"\ufffd", "\x00", "\ue000"} <= set(found)
+    assert not {"\n", "\xa0", "\u200e"} & set(found)
+
+
+@pytest.mark.parametrize(
+    ("noise", "unreadable"),
+    [
+        ("\x01" * 5, False),  # 5 in 100: the share is not exceeded
+        ("\x01" * 6, True),
+        ("\ufffd" * 6, True),
+        ("\U000f0000" * 6, True),  # private use, beyond the BMP
+        ("\U000e0080" * 6, True),  # unassigned, beyond the BMP
+        ("\U0001f600" * 6, False),  # an emoji is text
+        ("\xa0\u200e\t\x0c" * 6, False),  # spaces and marks people's mail is full of
+    ],
+)
+def test_unreadable_is_a_share_of_control_and_undecodable_characters(
+    noise: str, unreadable: bool
+) -> None:
+    text = noise + "x" * (100 - len(noise))
+    assert is_unreadable(text) is unreadable
 
 
 def test_the_actions_of_a_delivery_status_part_are_read() -> None:

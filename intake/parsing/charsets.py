@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import re
 import unicodedata
+from functools import cache
 
 # Labels that Outlook and webmail put on text that is really Windows-1252 (€ = 0x80, curly
 # quotes 0x91–0x94). The WHATWG Encoding Standard maps all of them to windows-1252 as well.
@@ -154,7 +155,8 @@ def is_unreadable(text: str) -> bool:
     text = text.strip()
     if len(text) < _MIN_UNREADABLE_LENGTH:
         return False
-    noise = sum(1 for ch in text if _is_noise(ch))
+    # The regex finds the noise in C; only characters beyond the BMP are left to check here.
+    noise = sum(1 for ch in _noise_finder().findall(text) if ch < _ASTRAL or _is_noise(ch))
     return noise > UNREADABLE_SHARE * len(text)
 
 
@@ -162,3 +164,30 @@ def _is_noise(ch: str) -> bool:
     if ch in "\t\n\r\f\v" or ch.isprintable():
         return ch == "\ufffd"
     return unicodedata.category(ch) in ("Cc", "Co", "Cn", "Cs")
+
+
+_ASTRAL = "\U00010000"
+
+
+@cache
+def _noise_finder() -> re.Pattern[str]:
+    """A pattern for every BMP character that `_is_noise` holds for, and for every character
+    beyond the BMP (rare in text; `is_unreadable` checks those one by one).
+
+    Made from `_is_noise` itself, for the Unicode version Python runs with, on first use (some
+    30 ms): a class of BMP ranges is a lookup table in `re`, where astral ranges would be
+    tried one after another for every character.
+    """
+    ranges = []
+    start = None
+    for code in range(0x10000):
+        if _is_noise(chr(code)):
+            if start is None:
+                start = code
+        elif start is not None:
+            ranges.append((start, code - 1))
+            start = None
+    if start is not None:
+        ranges.append((start, 0xFFFF))
+    members = "".join(f"\\u{low:04x}-\\u{high:04x}" for low, high in ranges)
+    return re.compile(f"[{members}\\U00010000-\\U0010ffff]")
