@@ -2,6 +2,9 @@
 
     python bench/child.py poll|digest|export CONFIG
 
+With INTAKE_BENCH_PROFILE=FOLDER set, each step writes FOLDER/<step>.prof (cProfile, the
+step's own process; parser processes are not profiled).
+
 Only the standard library is imported at the top: parser processes (spawned) import the main
 module again, and with `python -m intake run` they import only what parsing needs; so here.
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -87,7 +91,16 @@ def main() -> None:
         filename=str(Path(config).with_name(f"{step}.log")),
     )
     logging.getLogger("mailparser").setLevel(logging.ERROR)
-    result = {"poll": poll, "digest": digest, "export": export}[step](config)
+    run = {"poll": poll, "digest": digest, "export": export}[step]
+    profile = os.environ.get("INTAKE_BENCH_PROFILE")  # a folder: where <step>.prof goes
+    if profile:
+        import cProfile
+
+        with cProfile.Profile() as profiler:
+            result = run(config)
+        profiler.dump_stats(str(Path(profile) / f"{step}.prof"))
+    else:
+        result = run(config)
     print(json.dumps(result))
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import mailparser
 from mailparser.exceptions import MailParserRecursionError
 
+from intake.parsing.base64_lines import join_base64_lines
 from intake.parsing.body import Body, extract_body
 from intake.parsing.charsets import is_unreadable, is_western
 from intake.parsing.forwards import Forward, find_inline_forward, forward_from_message
@@ -74,7 +75,8 @@ class _Text:
 
 
 def _parse(original: bytes, *, truncated: bool) -> ParsedMail:
-    data, repairs = repair_header_block(original)
+    repaired, repairs = repair_header_block(original)
+    data = join_base64_lines(repaired)
     parser: Any = None
     defects: list[str] = [*repairs]
     try:
