@@ -236,6 +236,12 @@ def _wait_for(condition: object, seconds: float) -> None:
         time.sleep(0.02)
 
 
+def _cpu(peaks: Peaks) -> str:
+    used = ", ".join(f"{label.split()[0]} {seconds:.1f} s" for label, seconds in peaks.cpu())
+    cores = os.cpu_count() or 1
+    return f"{used}; all {cores} cores {peaks.machine:.0%} busy (Dovecot and the rest included)"
+
+
 def _mb(value: int) -> str:
     return f"{value / MB:.0f} MB"
 
@@ -286,6 +292,7 @@ def main() -> None:
         rate = float(poll["fetched"]) / float(poll["seconds"])  # type: ignore[arg-type]
         print(f"intake poll: {poll}")
         print(f"  peaks: {_peaks(poll_peaks)}")
+        print(f"  CPU: {_cpu(poll_peaks)}")
         digest, digest_peaks = step(config, "digest", dovecot)
         print(f"final digest: {digest}; {_peaks(digest_peaks)}")
         export, export_peaks = step(config, "export", dovecot)
@@ -316,6 +323,7 @@ def main() -> None:
             ),  # type: ignore[arg-type]
             ("ingest / raw", f"{rate / raw_rate:.0%}"),
             ("peak RSS per ingest process", _peaks(poll_peaks)),
+            ("CPU time per ingest process", _cpu(poll_peaks)),
             ("time per stage (s)", ", ".join(f"{k} {v:.1f}" for k, v in stages.items())),  # type: ignore[union-attr]
             (
                 "final digest, recorded and queued",

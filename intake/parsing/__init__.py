@@ -14,6 +14,7 @@ from typing import Any
 import mailparser
 from mailparser.exceptions import MailParserRecursionError
 
+from intake.parsing import feedparser_tail
 from intake.parsing.base64_lines import join_base64_lines
 from intake.parsing.body import Body, extract_body
 from intake.parsing.charsets import is_unreadable, is_western
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 # parse() records its own failures and defects as values; set here, so that every process that
 # parses (the CLI, the worker, parser processes) is quiet the same way.
 logging.getLogger("mailparser").setLevel(logging.CRITICAL + 1)
+feedparser_tail.install()
 
 TRUNCATED_DEFECT = "TruncatedMessage"  # only the headers were fetched (over the size limit)
 MAILPARSER_DEFECT = "MailParserFailed"  # mail-parser raised; the stdlib parse was used instead
