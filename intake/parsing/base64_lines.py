@@ -31,7 +31,9 @@ _BASE64_AND_EOL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 MIN_LINES = 32  # shorter bodies cost the parser little
 # An attached message is described by its serialised bytes (attachments.part_payload), which a
 # joined body inside it would change: a mail that may hold one is parsed as it came.
-_EMBEDDED = (b"rfc822", b"RFC822", b"Rfc822", b"/global", b"/GLOBAL", b"/Global")
+_EMBEDDED = (b"essage/", b"ESSAGE/")  # message/rfc822, Message/RFC822, MESSAGE/global...
+# A part's header block is a few lines; one that runs longer is parsed as it came.
+MAX_PART_HEADER = 8192
 
 
 def join_base64_lines(data: bytes) -> bytes:
@@ -45,7 +47,7 @@ def join_base64_lines(data: bytes) -> bytes:
             continue  # inside a body already joined
         start = _body_start(data, match.end() - 1)
         if start < 0:
-            break
+            continue
         # A boundary line starts with "--", which base64 never holds; the line end before it
         # belongs to the boundary (RFC 2046 §5.1.1) and stays.
         boundary = data.find(b"\n--", start)
@@ -64,10 +66,10 @@ def join_base64_lines(data: bytes) -> bytes:
 
 def _body_start(data: bytes, eol: int) -> int:
     """Where the body begins: after the blank line that ends the header block whose line ends
-    at `eol` (a newline); -1 when no blank line follows."""
+    at `eol` (a newline); -1 when no blank line follows soon."""
     ends = [
         found + len(blank)
         for blank in (b"\n\r\n", b"\n\n")
-        if (found := data.find(blank, eol)) >= 0
+        if (found := data.find(blank, eol, eol + MAX_PART_HEADER)) >= 0
     ]
     return min(ends) if ends else -1
