@@ -12,7 +12,18 @@ from typing import Any, TypeVar
 
 import click
 
-from intake import __version__, demo, digests, explain, export, health, ingest, outbox, worker
+from intake import (
+    __version__,
+    demo,
+    digests,
+    explain,
+    export,
+    health,
+    ingest,
+    outbox,
+    storing,
+    worker,
+)
 from intake.analysis import analyse
 from intake.config import Settings, load_settings
 from intake.errors import ConfigError, IntakeError
@@ -288,7 +299,7 @@ def rules_explain(ctx: click.Context, ref: str) -> None:
             data, arrived = message.raw, message.received_at
             header = f"message {message.id} <{message.message_id}>, stored as {message.kind}"
     raw = RawMail(key="explain", data=data, arrived_at=arrived, size=len(data))
-    analysed = analyse(raw, loaded, ingest.triage_context(settings))
+    analysed = analyse(raw, loaded, storing.triage_context(settings))
     click.echo(header)
     click.echo(f"subject: {analysed.mail.subject}")
     click.echo("\n".join(explain.explain_verdict(analysed.verdict)))
