@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import intake.parsing
+import intake.parsing.base64_lines
 from intake.parsing import parse
 from intake.parsing.base64_lines import MIN_LINES, join_base64_lines
 from tests.conftest import MAIL, PUBLIC_MAIL, REPO
@@ -114,3 +115,12 @@ def test_every_corpus_mail_parses_the_same_joined(monkeypatch: pytest.MonkeyPatc
         joined, as_sent = parsed_both_ways(data, monkeypatch)
         assert joined == as_sent, path.name
     assert changed >= 5
+
+
+def test_a_body_over_the_size_limit_is_left_as_it_came(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = mixed(wrapped(PDF))
+    body = len(wrapped(PDF).replace(b"\n", b"\r\n"))  # with its line end before the boundary
+    monkeypatch.setattr(intake.parsing.base64_lines, "MAX_JOINED_BYTES", body - 1)
+    assert join_base64_lines(data) is data
+    monkeypatch.setattr(intake.parsing.base64_lines, "MAX_JOINED_BYTES", body)
+    assert join_base64_lines(data) != data
