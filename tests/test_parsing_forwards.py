@@ -63,3 +63,22 @@ def test_forward_with_a_note_keeps_the_note_as_text_and_the_forward_as_quoted() 
     assert mail.text == "Dit lijkt me een goed idee voor de visie."
     assert mail.forwarded_from is None
     assert ORIGINAL in mail.quoted
+
+
+def test_an_attached_forward_names_its_author_by_address_not_by_an_encoded_display_name() -> None:
+    # The encoded word decodes to "Eva Kok <burgemeester@maastricht.nl>,": read after the
+    # split (RFC 2047 §5), it is a display name, and the author is the address after it.
+    inner = (
+        "From: =?utf-8?q?Eva_Kok_=3Cburgemeester@maastricht.nl=3E=2C?= <eva@example.nl>\r\n"
+        f"Subject: Honden\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{ORIGINAL}\r\n"
+    )
+    data = (
+        "From: Raadslid <raad@example.nl>\r\nSubject: Fwd: Honden\r\n"
+        'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n\r\n--b\r\n"
+        f"Content-Type: message/rfc822\r\n\r\n{inner}--b--\r\n"
+    ).encode()
+    mail = parse(data)
+    assert mail.forwarded_from is not None
+    assert mail.forwarded_from.addr == "eva@example.nl"
+    assert mail.text == ORIGINAL

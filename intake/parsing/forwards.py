@@ -7,7 +7,12 @@ from dataclasses import dataclass
 from email.message import Message
 
 from intake.parsing.body import extract_body
-from intake.parsing.headers import addresses_from_values, decode_value
+from intake.parsing.headers import (
+    address_header_map,
+    addresses_from_values,
+    decode_value,
+    raw_header_items,
+)
 from intake.parsing.parsed import Address
 from intake.parsing.quotes import is_outlook_block
 
@@ -71,7 +76,10 @@ def forward_from_message(note: str, inner: Message) -> Forward:
     """The forward carried as an attached message/rfc822 part."""
     names = ("from", "date", "subject", "to")
     shown = [f"{n.title()}: {decode_value(str(inner.get(n, '')))}" for n in names if inner.get(n)]
-    authors = addresses_from_values([decode_value(str(inner.get("from", "") or ""))])
+    # Split before decoding, as for the mail's own From: an encoded word that hides "<a@b>"
+    # is part of a display name, never the author's address.
+    from_values = address_header_map(raw_header_items(inner)).get("from", ())
+    authors = addresses_from_values(from_values)
     return Forward(
         note=note,
         text=extract_body(inner).text,
