@@ -2,8 +2,9 @@
 
     python bench/child.py poll|digest|export CONFIG
 
-With INTAKE_BENCH_PROFILE=FOLDER set, each step writes FOLDER/<step>.prof (cProfile, the
-step's own process; parser processes are not profiled).
+With INTAKE_BENCH_PROFILE=FOLDER set, each step writes FOLDER/<step>.prof: a cProfile of the
+CPU time of the step's main thread (waits for parser processes and the pool's threads are not
+in it; parser processes are not profiled).
 
 Only the standard library is imported at the top: parser processes (spawned) import the main
 module again, and with `python -m intake run` they import only what parsing needs; so here.
@@ -96,7 +97,7 @@ def main() -> None:
     if profile:
         import cProfile
 
-        with cProfile.Profile() as profiler:
+        with cProfile.Profile(time.thread_time) as profiler:
             result = run(config)
         profiler.dump_stats(str(Path(profile) / f"{step}.prof"))
     else:
