@@ -17,6 +17,7 @@ from intake.acks.marks import (
 )
 from intake.config import Settings
 from intake.parsing.parsed import ParsedMail
+from intake.triage import mailboxes
 from intake.triage.verdict import Kind, Verdict
 
 
@@ -173,23 +174,11 @@ def is_list_mail(mail: ParsedMail, _: AckPolicy) -> str | None:
     return None
 
 
-_SYSTEM_LOCAL = re.compile(
-    r"""
-      ^(?:post[-_.]?master|listserv|majordomo|bounces?
-         |microsoftexchange329e71ec88ae4615bbc36ab6ce41109e)$  # Exchange Online's NDR sender
-    | ^bounces?[-_.=]          # bounce-123@, bounces-list@
-    | -request$ | ^owner-      # RFC 5230 §4.6: list software
-    | (?:^|[-_.])(?:mailer[-_.]?daemon|no[-_.]?reply|do[-_.]?not[-_.]?reply)(?:[-_.]|$)
-    """,
-    re.VERBOSE,
-)
-
-
 def is_system_sender(mail: ParsedMail, _: AckPolicy) -> str | None:
     candidates = (_return_path_address(mail), mail.sender.key if mail.sender else "")
     for address in candidates:
         local = address.rpartition("@")[0].partition("+")[0]
-        if local and _SYSTEM_LOCAL.search(local):
+        if local and mailboxes.is_system(local):
             return address
     return None
 

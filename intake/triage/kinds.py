@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from intake.parsing import UNREADABLE_DEFECT
 from intake.parsing.parsed import ParsedMail
+from intake.triage import mailboxes
 from intake.triage.matching import fold
 from intake.triage.rules import Rules
 from intake.triage.verdict import Kind, Reason
@@ -119,16 +120,10 @@ def is_other_report(mail: ParsedMail, _: KindInputs) -> Reason | None:
     return None
 
 
-# Discourse's receiver.rb spells them with optional separators: post_master, mailer_daemon.
-_BOUNCE_LOCAL = re.compile(
-    r"^(?:mailer[-_]?daemon|post[-_]?master|microsoftexchange329e71ec88ae4615bbc36ab6ce41109e)$"
-)
-
-
 def is_system_bounce_sender(mail: ParsedMail, _: KindInputs) -> Reason | None:
     # AR-5, DET-3: senders of delivery reports, including Exchange Online's fixed system mailbox.
     for key in _sender_keys(mail):
-        if _BOUNCE_LOCAL.match(key.rpartition("@")[0]):
+        if mailboxes.sends_reports(key.rpartition("@")[0]):
             return Reason("system-sender", "sender", key)
     return None
 
@@ -281,17 +276,11 @@ def has_feedback_id(mail: ParsedMail, inputs: KindInputs) -> Reason | None:
 
 
 # AR-5: list software (-request, owner-, LISTSERV, majordomo) and notification senders.
-_BULK_LOCAL = re.compile(
-    r"^(?:no[-_]?reply|do[-_]?not[-_]?reply|listserv|majordomo|bounces?)(?:[+._-].*)?$"
-    r"|-request$|^owner-"
-)
-
-
 def is_system_bulk_sender(mail: ParsedMail, inputs: KindInputs) -> Reason | None:
     if _is_allowlisted(mail, inputs) or _relays_for_a_person(mail):
         return None
     for key in _sender_keys(mail):
-        if _BULK_LOCAL.search(key.rpartition("@")[0]):
+        if mailboxes.is_list_or_no_reply(key.rpartition("@")[0]):
             return Reason("system-sender", "sender", key)
     return None
 
@@ -308,8 +297,7 @@ def _relays_for_a_person(mail: ParsedMail) -> bool:
     return all(
         "@" in person.addr
         and person.key.rpartition("@")[2] != domain
-        and not _BULK_LOCAL.search(person.key.rpartition("@")[0])
-        and not _BOUNCE_LOCAL.match(person.key.rpartition("@")[0])
+        and not mailboxes.is_system(person.key.rpartition("@")[0])
         for person in mail.reply_to
     )
 
