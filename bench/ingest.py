@@ -43,6 +43,7 @@ import triage_cost
 from imapclient import IMAPClient
 from measure import Peaks, Sampler, run_child
 
+from intake.sources.imap import quiet_protocol_log
 from tests.servers.dovecot import Dovecot
 from tests.servers.smtp import ReceivedMail, RecordingSMTP
 
@@ -77,9 +78,12 @@ def connect(dovecot: Dovecot) -> IMAPClient:
     return client
 
 
-def raw_fetch(dovecot: Dovecot) -> tuple[int, int, float]:
-    """The bare loop: every message by UID FETCH BODY.PEEK[], 50 at a time."""
+def raw_fetch(dovecot: Dovecot, *, quiet: bool = False) -> tuple[int, int, float]:
+    """The bare loop: every message by UID FETCH BODY.PEEK[], 50 at a time. `quiet`: without
+    imaplib's protocol log, which imapclient turns on (intake turns it off)."""
     client = connect(dovecot)
+    if quiet:
+        quiet_protocol_log(client)
     try:
         began = time.perf_counter()
         client.select_folder("INBOX", readonly=True)
@@ -286,6 +290,9 @@ def main() -> None:
         raw_count, _, raw_seconds = raw_fetch(dovecot)
         raw_rate = raw_count / raw_seconds
         print(f"raw fetch: {raw_count} in {raw_seconds:.1f} s = {raw_rate:.0f}/s")
+        quiet_count, _, quiet_seconds = raw_fetch(dovecot, quiet=True)
+        quiet_rate = quiet_count / quiet_seconds
+        print(f"raw fetch, protocol log off: {quiet_count} in {quiet_seconds:.1f} s")
 
         config = write_config(work, "ingest", dovecot, "INBOX", processes=args.processes)
         poll, poll_peaks = step(config, "poll", dovecot)
@@ -322,6 +329,11 @@ def main() -> None:
                 f"{rate:,.0f} messages/s ({float(poll['seconds']):.1f} s; {kinds})",
             ),  # type: ignore[arg-type]
             ("ingest / raw", f"{rate / raw_rate:.0%}"),
+            (
+                "raw fetch without imaplib's protocol log (as intake fetches)",
+                f"{quiet_rate:,.0f} messages/s ({quiet_seconds:.1f} s); "
+                f"ingest / this rate {rate / quiet_rate:.0%}",
+            ),
             ("peak RSS per ingest process", _peaks(poll_peaks)),
             ("CPU time per ingest process", _cpu(poll_peaks)),
             ("time per stage (s)", ", ".join(f"{k} {v:.1f}" for k, v in stages.items())),  # type: ignore[union-attr]

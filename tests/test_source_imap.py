@@ -512,3 +512,17 @@ def test_idle_wait_is_false_at_once_without_idle_support(
 
     assert open_imap().idle_wait(10) is False
     assert time.monotonic() - started < 2
+
+
+def test_fetched_mail_never_reaches_the_protocol_log_even_at_debug_level(
+    imap_mailbox: Dovecot, open_imap: Any, caplog: pytest.LogCaptureFixture
+):
+    # imapclient turns imaplib's debug output on and logs it to "imapclient.imaplib": every
+    # response, message text included, formatted whether or not the logger keeps it.
+    imap_mailbox.append(message(1, body="Vertrouwelijk: het bankje bij de Sint-Servaasbrug."))
+    source = open_imap()
+    with caplog.at_level(logging.DEBUG):
+        (fetched,) = list(source.fetch_new(Position()))
+    assert b"Sint-Servaasbrug" in fetched.data
+    assert "Sint-Servaasbrug" not in caplog.text
+    assert "Suggestie 1" not in caplog.text

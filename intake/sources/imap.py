@@ -437,6 +437,7 @@ class ImapSource:
                 f"mailbox {self.name}: the certificate of {where} is not trusted "
                 f"({exc.verify_message}); set mailbox.ca_file for a private CA"
             ) from None
+        quiet_protocol_log(client)
         try:
             if target.tls == "starttls":
                 if b"STARTTLS" not in client.capabilities():
@@ -521,3 +522,16 @@ class ImapSource:
         if self._password:
             text = text.replace(self._password, "***")
         return text
+
+
+def quiet_protocol_log(client: IMAPClient) -> None:
+    """Stop imaplib writing every response into imapclient's protocol log.
+
+    imapclient sets imaplib's debug level to 5 and sends its messages to the logger
+    "imapclient.imaplib": every FETCH response is formatted with repr() first, each message
+    and then each batch of fifty again, before the logger drops it (about a third of the
+    polling process's CPU), and at DEBUG level whole mails would reach the log (PRIV-2).
+    """
+    imap = getattr(client, "_imap", None)  # imapclient keeps its imaplib connection here
+    if imap is not None:
+        imap.debug = 0
