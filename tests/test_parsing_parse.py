@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from intake.parsing import ParsedMail, parse
+from intake.parsing import ParsedMail, mailparser_scan, parse
 from intake.parsing.charsets import _is_noise, _noise_finder, is_unreadable
 from intake.parsing.parsed import Address
 
@@ -297,3 +297,24 @@ def test_the_actions_of_a_delivery_status_part_are_read() -> None:
         b"--r--\n"
     )
     assert parse(data).dsn_actions == ("delivered", "failed")
+
+
+def test_a_failing_mail_parser_scanner_leaves_the_stdlib_reading_and_a_defect(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise IndexError("a scanner bug")
+
+    scanned = load("gmail-nl-reply.eml")
+    monkeypatch.setattr(mailparser_scan, "get_addresses", broken)
+    mail = load("gmail-nl-reply.eml")
+    assert mail.error is None
+    assert (mail.sender, mail.to, mail.text) == (scanned.sender, scanned.to, scanned.text)
+    assert mailparser_scan.MAILPARSER_DEFECT in mail.defects
+    assert mailparser_scan.MAILPARSER_DEFECT not in scanned.defects
+
+
+def test_a_leap_second_the_stdlib_rejects_is_read_by_mail_parser_in_utc() -> None:
+    data = b"From: a@example.nl\r\nDate: Tue, 4 Feb 2020 10:00:60 +0100\r\n\r\ntekst\r\n"
+    mail = parse(data)
+    assert mail.date == datetime(2020, 2, 4, 9, 1, tzinfo=UTC)

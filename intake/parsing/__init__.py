@@ -5,14 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email import message_from_bytes
 from email.message import Message
 from email.parser import BytesHeaderParser
 from typing import Any
-
-import mailparser
-from mailparser.exceptions import MailParserRecursionError
 
 from intake.parsing import feedparser_tail
 from intake.parsing.base64_lines import join_base64_lines
@@ -30,9 +26,9 @@ from intake.parsing.headers import (
     parse_date,
     raw_header_items,
     return_path,
-    to_addresses,
 )
 from intake.parsing.language import detect_language
+from intake.parsing.mailparser_scan import scan_headers
 from intake.parsing.parsed import Address, Attachment, ParsedMail
 from intake.parsing.quotes import Reply, split_reply
 from intake.parsing.repair import repair_header_block
@@ -48,7 +44,6 @@ logging.getLogger("mailparser").setLevel(logging.CRITICAL + 1)
 feedparser_tail.install()
 
 TRUNCATED_DEFECT = "TruncatedMessage"  # only the headers were fetched (over the size limit)
-MAILPARSER_DEFECT = "MailParserFailed"  # mail-parser raised; the stdlib parse was used instead
 NO_FROM_DEFECT = "FromMissing"  # no usable From address; sender taken from Sender/Reply-To
 UNREADABLE_DEFECT = "UnreadableText"  # the text is decoded binary: nothing a person can read
 MAX_ERROR = 500  # characters of an exception message kept in ParsedMail.error
@@ -70,6 +65,10 @@ def parse(data: bytes, *, truncated: bool = False) -> ParsedMail:
         return _parse_headers_only(data, error=error, truncated=truncated)
 
 
+class NestingError(ValueError):
+    """The MIME tree is nested deeper than the parser can recurse."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Text:
     reply: Reply
@@ -79,36 +78,19 @@ class _Text:
 def _parse(original: bytes, *, truncated: bool) -> ParsedMail:
     repaired, repairs = repair_header_block(original)
     data = join_base64_lines(repaired)
-    parser: Any = None
-    defects: list[str] = [*repairs]
     try:
-        parser = mailparser.parse_from_bytes(data)
-        msg: Message = parser.message
-        defects.extend(sorted(parser.defects_categories))
-    except MailParserRecursionError:
-        raise  # the stdlib parser would recurse just as deep; headers only
-    except Exception:
-        # mail-parser has bugs of its own on odd structures (an epilogue it cannot find in
-        # SendGrid bounces); the stdlib compat32 parse it wraps still reads the message.
-        log.debug("mail-parser failed; parsing with the stdlib", exc_info=True)
-        msg = message_from_bytes(data)
-        defects.append(MAILPARSER_DEFECT)
-        defects.extend(sorted({type(d).__name__ for p in msg.walk() for d in p.defects}))
+        msg: Message = message_from_bytes(data)
+    except RecursionError as exc:
+        # The stdlib parser recurses once per multipart level; headers only, then.
+        raise NestingError("message nesting too deep to parse") from exc
     items, hint = raw_header_items(msg), _charset_hint(msg)
     headers = header_map(items, hint)
     addresses = address_header_map(items, hint)
-    fields = _header_fields(headers, addresses, original)
-    if parser is not None:
-        fields.update(
-            sender=_pick_sender(_pairs(parser, "from_")) or fields["sender"],
-            to=_pairs(parser, "to") or fields["to"],
-            cc=_pairs(parser, "cc") or fields["cc"],
-            reply_to=_pairs(parser, "reply_to") or fields["reply_to"],
-        )
-        if fields["date"] is None and isinstance(parser.date, datetime):
-            # mail-parser reads some dates the stdlib rejects; it reports them in UTC (PARSE-7).
-            date = parser.date
-            fields["date"] = date if date.tzinfo else date.replace(tzinfo=UTC)
+    scanned = scan_headers(msg)
+    fields = _header_fields(headers, addresses, original, scanned.addresses)
+    defects: list[str] = [*repairs, *sorted(_part_defects(msg) | scanned.defects)]
+    if fields["date"] is None:
+        fields["date"] = scanned.date
     if fields["sender"] is None:
         # Without a usable From, Sender (RFC 5322 §3.6.2) or else Reply-To is who wrote it, as
         # far as anyone can tell (Zammad falls back the same way); a defect says so.
@@ -181,19 +163,15 @@ def _join(*parts: str) -> str:
     return "\n\n".join(part for part in parts if part)
 
 
-def _pairs(parser: Any, attribute: str) -> tuple[Address, ...]:
-    # mail-parser's structural address scanner copes with "To: \"" and "a@x <b@y>"; it answers
-    # "" for an absent header and a list of (name, address) pairs otherwise.
-    value = getattr(parser, attribute)
-    if not isinstance(value, list):
-        return ()
-    return to_addresses((str(name), str(addr)) for name, addr in value)
-
-
 def _pick_sender(addresses: tuple[Address, ...]) -> Address | None:
     # A second, well-formed From after a garbled one (zammad mail017) is the usable one.
     usable = [address for address in addresses if "@" in address.addr]
     return usable[0] if usable else (addresses[0] if addresses else None)
+
+
+def _part_defects(msg: Message) -> set[str]:
+    """The kinds of structural defect the stdlib parser noted in any part."""
+    return {type(defect).__name__ for part in msg.walk() for defect in part.defects}
 
 
 def _charset_hint(msg: Message) -> str | None:
@@ -210,22 +188,30 @@ def _header_fields(
     headers: Mapping[str, tuple[str, ...]],
     addresses: Mapping[str, tuple[str, ...]],
     data: bytes,
+    scanned: Mapping[str, tuple[Address, ...]],
 ) -> dict[str, Any]:
-    """The header-derived ParsedMail fields, from decoded header values and raw address ones."""
+    """The header-derived ParsedMail fields, from decoded header values and raw address ones.
+
+    Addresses are mail-parser's (`scanned`) where it found any, else the stdlib's reading.
+    """
 
     def first(name: str) -> str:
         values = headers.get(name, ())
         return values[0] if values else ""
+
+    def listed(name: str) -> tuple[Address, ...]:
+        return scanned.get(name) or addresses_from_values(addresses.get(name, ()))
 
     message_id = first_id(first("message-id"))
     in_reply_to = first("in-reply-to")
     return {
         "message_id": message_id or derive_message_id(headers, data),
         "message_id_derived": message_id is None,
-        "sender": _pick_sender(addresses_from_values(addresses.get("from", ()))),
-        "to": addresses_from_values(addresses.get("to", ())),
-        "cc": addresses_from_values(addresses.get("cc", ())),
-        "reply_to": addresses_from_values(addresses.get("reply-to", ())),
+        "sender": _pick_sender(scanned.get("from", ()))
+        or _pick_sender(addresses_from_values(addresses.get("from", ()))),
+        "to": listed("to"),
+        "cc": listed("cc"),
+        "reply_to": listed("reply-to"),
         "return_path": return_path(headers),
         "subject": " ".join(first("subject").split()),
         "date": parse_date(first("date")),
@@ -245,10 +231,10 @@ def _parse_headers_only(data: bytes, *, error: str, truncated: bool) -> ParsedMa
         items = raw_header_items(msg)
         headers = header_map(items)
         content_type = msg.get_content_type().lower()
-        fields = _header_fields(headers, address_header_map(items), data)
+        fields = _header_fields(headers, address_header_map(items), data, {})
     except Exception:  # even the headers are unreadable: keep only a derived id
         log.debug("header fallback failed", exc_info=True)
-        fields = _header_fields({}, {}, data)
+        fields = _header_fields({}, {}, data, {})
     return ParsedMail(
         **fields,
         headers=headers,
