@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import pickle
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -164,11 +165,42 @@ ChunkResult = tuple[list[Analysed], float]
 PARSER_NICENESS = 5
 
 
+@dataclass(frozen=True, slots=True)
+class RulesParcel:
+    """Rules as a parser process receives them: unpickled once per process, not per chunk.
+
+    Unpickling compiled rules costs milliseconds (5 ms for the shipped ones), half a millisecond
+    a message when every chunk of ten carried its own copy.
+    """
+
+    digest: str
+    data: bytes = field(repr=False)
+
+    @classmethod
+    def of(cls, rules: Rules) -> RulesParcel:
+        data = pickle.dumps(rules, protocol=pickle.HIGHEST_PROTOCOL)
+        return cls(hashlib.sha256(data).hexdigest(), data)
+
+    def open(self) -> Rules:
+        """The rules, from this process's cache when these bytes were opened before."""
+        rules = _OPENED_RULES.get(self.digest)
+        if rules is None:
+            # Pickled by the polling process that started this one, never read from outside.
+            rules = pickle.loads(self.data)  # noqa: S301
+            _OPENED_RULES.clear()  # rules edited: the earlier ones are not wanted again
+            _OPENED_RULES[self.digest] = rules
+        return rules
+
+
+_OPENED_RULES: dict[str, Rules] = {}
+
+
 def analyse_chunk(
-    analyse_one: AnalyseFn, chunk: list[RawMail], rules: Rules, context: TriageContext
+    analyse_one: AnalyseFn, chunk: list[RawMail], parcel: RulesParcel, context: TriageContext
 ) -> ChunkResult:
     """Each message analysed, without its bytes (the caller has them); and the seconds it took."""
     began = time.perf_counter()
+    rules = parcel.open()
     results = []
     for raw in chunk:
         item = analyse_one(raw, rules, context)

@@ -33,6 +33,7 @@ from intake.analysis import (
     Analysed,
     AnalyseFn,
     ChunkResult,
+    RulesParcel,
     analyse,
     analyse_and_draft,
     analyse_chunk,
@@ -114,6 +115,7 @@ class PoolAnalyser:
     ) -> Generator[Analysed, None, None]:
         """Every message of `raws` analysed, in order; fetches ahead while workers parse."""
         pending: deque[tuple[list[RawMail], Future[ChunkResult], ProcessPoolExecutor]] = deque()
+        parcel = RulesParcel.of(rules)
         mails = iter(raws)
         exhausted = False
         try:
@@ -124,7 +126,7 @@ class PoolAnalyser:
                         exhausted = True
                         break
                     pool = self._executor()
-                    future = pool.submit(analyse_chunk, self._analyse_one, chunk, rules, context)
+                    future = pool.submit(analyse_chunk, self._analyse_one, chunk, parcel, context)
                     pending.append((chunk, future, pool))
                     if pending[0][1].done():
                         break  # hand finished work to the store before fetching more
@@ -136,7 +138,7 @@ class PoolAnalyser:
                     analysed, spent = future.result()
                 except BrokenProcessPool:
                     self._discard(pool)
-                    analysed = self._after_crash(chunk, rules, context)
+                    analysed = self._after_crash(chunk, parcel, context)
                     spent = time.perf_counter() - began
                 _add(seconds, "wait", time.perf_counter() - began)
                 _add(seconds, "analyse", spent)
@@ -166,15 +168,15 @@ class PoolAnalyser:
         pool.shutdown(wait=False, cancel_futures=True)
 
     def _after_crash(
-        self, chunk: list[RawMail], rules: Rules, context: TriageContext
+        self, chunk: list[RawMail], parcel: RulesParcel, context: TriageContext
     ) -> list[Analysed]:
         """The chunk analysed again in fresh processes; message by message if it breaks again."""
-        attempt = self._run_alone(chunk, rules, context)
+        attempt = self._run_alone(chunk, parcel, context)
         if attempt is not None:
             return attempt
         results = []
         for raw in chunk:
-            single = self._run_alone([raw], rules, context)
+            single = self._run_alone([raw], parcel, context)
             if single is None:
                 log.error("a parser process died on %s; stored as unparseable", raw.key)
                 results.append(crashed(raw))
@@ -183,11 +185,11 @@ class PoolAnalyser:
         return results
 
     def _run_alone(
-        self, chunk: list[RawMail], rules: Rules, context: TriageContext
+        self, chunk: list[RawMail], parcel: RulesParcel, context: TriageContext
     ) -> list[Analysed] | None:
         pool = self._executor()
         try:
-            return pool.submit(analyse_chunk, self._analyse_one, chunk, rules, context).result()[0]
+            return pool.submit(analyse_chunk, self._analyse_one, chunk, parcel, context).result()[0]
         except BrokenProcessPool:
             self._discard(pool)
             return None

@@ -14,8 +14,9 @@ from intake.ingest_pool import CRASHED, PoolAnalyser, analyser_for
 from intake.sources import RawMail
 from intake.store.db import open_database, session_factory
 from intake.store.models import Message, OutboxMail
+from intake.storing import triage_context
 from intake.triage import TriageContext
-from intake.triage.rules import Rules
+from intake.triage.rules import Rules, load_rules, parse_rules
 from tests.pipeline_fixtures import (
     SettingsFactory,
     consultation_corpus,
@@ -120,3 +121,32 @@ def test_a_message_that_kills_a_parser_process_is_stored_unparseable_and_the_res
         assert crashed[0].source_key == "2-crash"
         assert all(m.parse_error is None for m in rows if m is not crashed[0])
     engine.dispose()
+
+
+def test_rules_edited_between_polls_reach_the_running_parser_processes(
+    make_settings: SettingsFactory,
+) -> None:
+    # Parser processes keep the rules they unpickled; edited rules must replace them.
+    settings = make_settings(worker={"parse_processes": 2})
+    shipped = load_rules(settings.rules_path)
+    context = triage_context(settings)
+    raw = next(
+        raw
+        for mail in consultation_corpus()
+        if analyse(
+            raw := RawMail("1", mail.data, mail.arrived_at, len(mail.data)), shipped, context
+        ).verdict.themes
+    )
+    with analyser_for(settings) as analyser:
+
+        def primary(rules: Rules) -> str:
+            analysed = next(iter(analyser.analyse_all([raw], rules, context, {})))
+            return analysed.verdict.themes[0].theme
+
+        before = primary(shipped)
+        other = next(theme.slug for theme in shipped.themes if theme.slug != before)
+        edited = parse_rules(
+            settings.rules_path.read_text(encoding="utf-8")
+            + f'\n[[rules]]\nid = "all"\ntheme = "{other}"\nweight = 99\nregex = [".+"]\n'
+        )
+        assert [primary(edited), primary(shipped)] == [other, before]
