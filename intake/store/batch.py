@@ -4,8 +4,9 @@ Storing a message asks the store a dozen questions (is this mailbox key known, i
 stored under another key, which stored messages does it reply to, how many acknowledgements
 went to its sender today, ...). Asked message by message through the ORM they cost about ten
 milliseconds each, more than parsing (issue 6). A `BatchStore` asks each question once for the
-whole batch, answers the rest from what the batch itself added, inserts each message row as it
-comes (later messages of the batch may refer to it) and the other rows together at the end.
+whole batch, answers the rest from what the batch itself added, and inserts the rows together
+at the end. Message ids are reserved up front, so that later messages of the batch can refer to
+earlier ones before any row is written.
 
 It lives inside one transaction: on SQLite the batch holds the write lock, so nothing else
 changes what it read; the worker lock keeps a second ingest away on PostgreSQL.
@@ -114,7 +115,11 @@ class BatchStore:
         self._parents: dict[int, int | None] = {}
         self._acks_per_root: dict[int, int] = {}
         self._new_ids: set[int] = set()
+        self._reserve = len(incoming)
+        self._free_ids: list[int] = []
+        # In the order of insertion: each table refers only to tables before it.
         self._rows: dict[Table, list[dict[str, Any]]] = {
+            MESSAGES: [],
             _table(RawMessage): [],
             _table(ThemeMatch): [],
             _table(AttachmentRecord): [],
@@ -189,11 +194,9 @@ class BatchStore:
         themes: Sequence[Mapping[str, Any]],
         attachments: Sequence[Mapping[str, Any]],
     ) -> int:
-        """Insert a message now (the batch's later messages may refer to it); its bytes, themes,
-        attachments at `flush`. Returns its id."""
-        pk = int(
-            self._db.execute(insert(MESSAGES).returning(MESSAGES.c.id), dict(row)).scalar_one()
-        )
+        """Add a message, its bytes, themes and attachments (inserted at `flush`); its id."""
+        pk = self._next_id()
+        self._rows[MESSAGES].append({**row, "id": pk})
         self._new_ids.add(pk)
         self._parents[pk] = row.get("thread_of_id")
         self._by_sha.setdefault(row["sha256"], pk)
@@ -257,13 +260,31 @@ class BatchStore:
         ack.status = status
 
     def flush(self) -> None:
-        """Insert the rows the batch collected, table by table (messages are in already)."""
+        """Insert the rows the batch collected, table by table."""
         for table, rows in self._rows.items():
             if rows:
                 self._db.execute(insert(table), rows)
             rows.clear()
 
     # -- the batch's queries ---------------------------------------------------------------------
+
+    def _next_id(self) -> int:
+        if not self._free_ids:
+            self._free_ids = self._reserved_ids(max(self._reserve, 1))
+            self._reserve = 0
+        return self._free_ids.pop(0)
+
+    def _reserved_ids(self, count: int) -> list[int]:
+        """`count` message ids nobody else will use, in ascending order."""
+        if self._db.dialect.name == "postgresql":
+            # From the column's sequence, as an INSERT would take them; unused ones are gaps.
+            sequence = func.pg_get_serial_sequence(MESSAGES.name, MESSAGES.c.id.name)
+            numbers = select(func.nextval(sequence)).select_from(func.generate_series(1, count))
+            return sorted(int(pk) for pk in self._db.scalars(numbers))
+        # SQLite: the batch's transaction holds the write lock, and a rowid without
+        # AUTOINCREMENT is the largest one plus one, as SQLite itself would choose.
+        largest = self._db.scalar(select(func.max(MESSAGES.c.id))) or 0
+        return list(range(largest + 1, largest + count + 1))
 
     def _known_keys(self, keys: list[str]) -> set[str]:
         table = _table(SourceItem)
