@@ -9,6 +9,7 @@ spent analysing a message.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import Message
@@ -26,6 +27,23 @@ ADDRESS_DEFECT = "AddressHeaderDefect"  # the scanner recovered or dropped part 
 DATE_DEFECT = "DateHeaderDefect"  # the Date header breaks RFC 5322 §3.3 (maybe recovered)
 MAILPARSER_DEFECT = "MailParserFailed"  # mail-parser raised; the stdlib reading is used instead
 SCANNED_HEADERS = ("from", "to", "cc", "reply-to")
+
+# The plainest address lists, as Outlook writes them ("Anne Janssen" <a.janssen@example.nl>,
+# Smart City <smartcity@example.nl>): one line of ASCII, quoted names without escapes, plain
+# names of letters, digits, dots, apostrophes and hyphens. The scanner reads these exactly as
+# this pattern does (a property test holds them to it) at a twentieth of the cost; anything
+# else goes to the scanner.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_ADDR = rf"{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})+"
+_PLAIN_MAILBOX = re.compile(
+    rf"""[ \t]*(?:
+        (?:"(?P<quoted>[ !#-\[\]-~]*)"|(?P<phrase>[A-Za-z0-9][A-Za-z0-9 .'-]*?))?
+        [ \t]*<(?P<angled>{_ADDR})>
+        |(?P<bare>{_ADDR})
+    )[ \t]*(?P<end>,|$)""",
+    re.VERBOSE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +70,39 @@ def scan_headers(msg: Message) -> Scanned:
 
 
 def _addresses(value: Any, defects: set[str]) -> tuple[Address, ...]:
+    plain = plain_addresses(value) if isinstance(value, str) else None
+    if plain is not None:
+        return to_addresses(plain)
     # The structural scanner copes with "To: \"" and "a@x <b@y>", where the stdlib guesses.
     diagnostics: list[dict[str, Any]] = []
     pairs = get_addresses(value, defects=diagnostics, decode_names=True)
     if diagnostics:
         defects.add(ADDRESS_DEFECT)
     return to_addresses((str(name), str(addr)) for name, addr in pairs if addr)
+
+
+def plain_addresses(value: str) -> list[tuple[str, str]] | None:
+    """(name, address) pairs of a plain address list, as mail-parser's scanner gives them;
+    None for anything else."""
+    if not value.isascii() or "\r" in value or "\n" in value:
+        return None
+    pairs: list[tuple[str, str]] = []
+    position = 0
+    while True:
+        found = _PLAIN_MAILBOX.match(value, position)
+        if found is None:
+            return None
+        if found["bare"]:
+            pairs.append(("", found["bare"]))
+        elif found["quoted"] is not None:
+            pairs.append((found["quoted"], found["angled"]))
+        else:
+            pairs.append((" ".join((found["phrase"] or "").split()), found["angled"]))
+        position = found.end()
+        if not found["end"]:
+            return pairs
+        if position == len(value):
+            return None  # a trailing comma: the scanner's business
 
 
 def _date(msg: Message, defects: set[str]) -> datetime | None:
