@@ -32,6 +32,7 @@ from intake.acks import (
     salutation_name,
     should_ack,
 )
+from intake.acks.marks import is_valid_address
 from intake.config import Ack, Consultation, Outgoing, Settings
 from intake.errors import ConfigError
 from intake.parsing.parsed import Address, Attachment, ParsedMail
@@ -889,3 +890,19 @@ def test_outlook_last_first_display_name_is_turned_round_for_the_salutation(
     display: str, expected: str
 ) -> None:
     assert salutation_name(display) == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "valid"),
+    [
+        ("anne.janssen@home.nl", True),
+        ("renée@voorbeeld.nl", True),
+        ("anne\u200b@home.nl", False),  # a zero-width space (Cf) would pass for the address
+        ("anne\x07@home.nl", False),
+        ("anne\u0085@home.nl", False),  # NEL, a control character outside ASCII
+        ("anne@home..nl", False),
+        ("anne janssen@home.nl", False),
+    ],
+)
+def test_an_address_with_hidden_characters_is_not_valid(address: str, valid: bool) -> None:
+    assert is_valid_address(address) is valid

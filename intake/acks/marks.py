@@ -31,7 +31,9 @@ def is_valid_address(address: str) -> bool:
     """True for one bare address: one @, no spaces, brackets, separators or control characters."""
     if len(address) > 254 or not _ADDRESS.fullmatch(address):
         return False
-    if any(unicodedata.category(char) in ("Cc", "Cf") for char in address):
+    # Printable ASCII holds no control or format character: the per-character look is for the rest.
+    unusual = not (address.isascii() and address.isprintable())
+    if unusual and any(unicodedata.category(char) in ("Cc", "Cf") for char in address):
         return False
     domain = address.rpartition("@")[2]
     return not (domain.startswith(".") or domain.endswith(".") or ".." in domain)
