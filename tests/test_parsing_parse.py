@@ -306,7 +306,7 @@ def test_a_failing_mail_parser_scanner_leaves_the_stdlib_reading_and_a_defect(
         raise IndexError("a scanner bug")
 
     scanned = load("gmail-nl-reply.eml")
-    monkeypatch.setattr(mailparser_scan, "get_addresses", broken)
+    monkeypatch.setattr(mailparser_scan, "parse_mail_date", broken)
     mail = load("gmail-nl-reply.eml")
     assert mail.error is None
     assert (mail.sender, mail.to, mail.text) == (scanned.sender, scanned.to, scanned.text)
