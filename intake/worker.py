@@ -405,20 +405,10 @@ def run_cycle(worker: Worker) -> Cycle:
 def mailbox_loop(worker: Worker) -> None:
     """Poll, then wait for new mail until the next poll, until stopped.
 
-    With IMAP the wait is IDLE (≤ 10 min, IMAP-11), cut short when the server signals new mail;
-    IDLE is only a hint, so the poll runs after every wait. Without IDLE, or after a failure,
-    the wait is the poll interval.
+    With IMAP the wait is IDLE, re-issued at least every 10 minutes (IMAP-11) and cut short
+    when the server signals new mail; IDLE is only a hint, so a poll runs after every signal
+    and at every interval. Without IDLE, or after a failure, the wait is the poll interval.
     """
-    interval = worker.settings.worker.poll_interval_seconds
-    source = worker.source
-    idle_seconds = min(interval, IDLE_MAX_SECONDS)
-    # `stop.is_set()`, not `should_stop()`, out here: the heartbeat write belongs to whoever
-    # holds `busy`.
-
-    def idle() -> bool:
-        _set_imap_attempts(worker)
-        return isinstance(source, ImapSource) and source.idle_wait(idle_seconds)
-
     first = True
     while not worker.stop.is_set():
         # The first round is the start cycle: poll, then catch up on missed digests.
@@ -427,12 +417,33 @@ def mailbox_loop(worker: Worker) -> None:
             first = False
         else:
             poll_job(worker)
-        started = time.monotonic()
-        # An IDLE failure is a poll failure (the same connection); an IDLE success says
-        # nothing about the poll, which may fail for other reasons.
-        signalled = not worker.stop.is_set() and bool(_guarded(worker, "poll", idle, clears=False))
-        if not signalled:
-            worker.stop.wait(max(0.0, interval - (time.monotonic() - started)))
+        wait_for_mail(worker)
+
+
+def wait_for_mail(worker: Worker) -> None:
+    """Return when the server signals new mail, the poll interval has passed, or on stop."""
+    interval = worker.settings.worker.poll_interval_seconds
+    source = worker.source
+    started = time.monotonic()
+    while not worker.stop.is_set():
+        left = interval - (time.monotonic() - started)
+        if left <= 0:
+            return
+
+        def idle(seconds: float = min(left, IDLE_MAX_SECONDS)) -> bool | None:
+            _set_imap_attempts(worker)
+            return source.idle_wait(seconds) if isinstance(source, ImapSource) else None
+
+        # `stop.is_set()`, not `should_stop()`, here: the heartbeat write belongs to whoever
+        # holds `busy`. An IDLE failure is a poll failure (the same connection); an IDLE success
+        # says nothing about the poll, which may fail for other reasons.
+        signalled = _guarded(worker, "poll", idle, clears=False)
+        if signalled:
+            return
+        if signalled is None:  # no IDLE, or it failed: wait out the interval
+            worker.stop.wait(left)
+            return
+        # A quiet IDLE round ended: IDLE again for what is left of the interval.
 
 
 def _guarded(worker: Worker, job: str, action: Callable[[], T], *, clears: bool = True) -> T | None:

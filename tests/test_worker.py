@@ -233,6 +233,30 @@ def test_the_mailbox_thread_polls_as_soon_as_idle_signals_new_mail(
     engine.dispose()
 
 
+def test_after_a_quiet_idle_round_the_mailbox_thread_idles_again_until_the_interval(
+    imap_mailbox: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker, "IDLE_MAX_SECONDS", 0.5)  # IMAP-11's 10 minutes, shortened
+    settings = load_settings(write_config(tmp_path)).model_copy(
+        update={"mailbox": imap_mailbox.mailbox(), "mailbox_password": imap_mailbox.password}
+    )
+    engine = open_database(settings.database.url)
+    running = worker.start_worker(settings, engine)  # polls every 60 s
+    thread = threading.Thread(target=worker.mailbox_loop, args=(running,), daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: count(engine, MailboxState, MailboxState.last_success_at.is_not(None)))
+        time.sleep(2.0)  # several quiet IDLE rounds
+        imap_mailbox.append(suggestion(1))
+        wait_until(lambda: count(engine, Message) == 1, timeout=5)
+    finally:
+        running.stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    worker.stop_worker(running)
+    engine.dispose()
+
+
 # -- one worker per database ----------------------------------------------------------------
 
 

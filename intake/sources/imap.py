@@ -188,22 +188,27 @@ class ImapSource:
             return
         self._with_retry(lambda client: self._move(client, keys, target))
 
-    def idle_wait(self, timeout: float) -> bool:
-        """True when the server signalled new mail within `timeout` seconds.
+    def idle_wait(self, timeout: float) -> bool | None:
+        """True when the server signalled new mail within `timeout` seconds; False when none
+        came; None, at once, when the server offers no IDLE.
 
-        False on timeout or when the server has no IDLE. IDLE is only a hint (IMAP-11): the
-        caller runs `fetch_new` afterwards either way. A dropped connection returns True, so that
-        the caller polls at once (and reconnects with back-off there).
+        IDLE is only a hint (IMAP-11): the caller runs `fetch_new` after a signal. Whatever else
+        the server says meanwhile (Dovecot's "* OK Still here", flag changes, expunges) is no
+        mail and the wait goes on. A dropped connection returns True, so that the caller polls
+        at once (and reconnects with back-off there).
         """
+        deadline = time.monotonic() + timeout
         client, uidnext = self._with_retry(self._examined)
         if self._synced_uidnext is not None and uidnext > self._synced_uidnext:
             return True  # arrived since the last fetch, before IDLE could report it
         if b"IDLE" not in client.capabilities():
-            return False
+            return None
+        signalled = False
         try:
             client.idle()
             try:
-                responses = client.idle_check(timeout=timeout)
+                while not signalled and (left := deadline - time.monotonic()) > 0:
+                    signalled = _announces_mail(client.idle_check(timeout=left))
             finally:
                 # IDLE must end before any other command is sent (IMAP-11).
                 done = client.idle_done()
@@ -213,8 +218,7 @@ class ImapSource:
             return True
         except IMAPClientError as exc:
             raise self._refused(exc) from None
-        responses = [*responses, *done[1]]
-        return any(len(r) >= 2 and r[1] in (b"EXISTS", b"RECENT") for r in responses)
+        return signalled or _announces_mail(done[1])
 
     def close(self) -> None:
         """Log out and close the connection; a later call opens a new one."""
@@ -535,3 +539,13 @@ def quiet_protocol_log(client: IMAPClient) -> None:
     imap = getattr(client, "_imap", None)  # imapclient keeps its imaplib connection here
     if imap is not None:
         imap.debug = 0
+
+
+def _announces_mail(responses: Iterable[Any]) -> bool:
+    """New mail (EXISTS, RECENT), or the server ending the session (BYE): poll now."""
+    for response in responses:
+        if len(response) >= 2 and response[1] in (b"EXISTS", b"RECENT"):
+            return True
+        if response and response[0] == b"BYE":
+            return True
+    return False

@@ -94,8 +94,9 @@ class Dovecot:
     host = "127.0.0.1"
     user = "smartcity@maastricht.test"  # an address, so that URLs need %40
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extra_config: str = "") -> None:
         self.root = root
+        self.extra_config = extra_config
         self.password = "pw-" + secrets.token_urlsafe(12)
         self.imap_port = free_port()
         self.imaps_port = free_port()
@@ -141,6 +142,7 @@ class Dovecot:
                 imap_port=self.imap_port,
                 imaps_port=self.imaps_port,
             )
+            + self.extra_config
         )
 
     def start(self) -> None:
@@ -306,19 +308,27 @@ class Dovecot:
         return result.stdout
 
 
-@pytest.fixture(scope="session")
-def dovecot() -> Iterator[Dovecot]:
-    """One real Dovecot for the whole session; skipped where Dovecot is not installed."""
+@contextmanager
+def running_dovecot(extra_config: str = "") -> Iterator[Dovecot]:
+    """A Dovecot started in a folder of its own, stopped and removed afterwards; the test is
+    skipped where Dovecot is not installed."""
     if not DOVECOT.exists():
         pytest.skip(f"Dovecot not installed ({DOVECOT} missing; apt-get install dovecot-imapd)")
     root = Path(tempfile.mkdtemp(prefix="intake-dovecot-"))
-    server = Dovecot(root)
+    server = Dovecot(root, extra_config)
     try:
         server.start()
         yield server
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    """One real Dovecot for the whole session."""
+    with running_dovecot() as server:
+        yield server
 
 
 @pytest.fixture
