@@ -28,7 +28,7 @@ _HEADER = re.compile(
 # What a base64 body may hold: its alphabet and line ends. A body with anything else (spaces,
 # a text that only says it is base64) is left to the parser as it is.
 _BASE64_AND_EOL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\r\n"
-MIN_LINES = 32  # shorter bodies cost the parser little
+MIN_BYTES = 2048  # shorter bodies (27 lines of 76 characters) cost the parser little
 # Larger bodies are parsed as they came: joining copies them, and a 20 MB scan would take the
 # parser process past its memory budget (300 MB) for a gain one mail in thousands sees.
 MAX_JOINED_BYTES = 4_000_000
@@ -40,15 +40,17 @@ MAX_PART_HEADER = 8192
 
 
 def join_base64_lines(data: bytes) -> bytes:
-    """`data` with each long base64 body on one line; `data` itself when there is none."""
-    if any(word in data for word in _EMBEDDED):
-        return data
+    """`data` with each long base64 body on one line; `data` itself when there is none.
+
+    A joined body is read three times (the boundary search, the alphabet check, the join) and
+    copied once; the searches for part headers and attached messages skip it.
+    """
+    kept: list[bytes] = []  # what lies between the joined bodies
     pieces: list[bytes] = []
-    done = 0
-    for match in _HEADER.finditer(data):
-        if match.start() < done:
-            continue  # inside a body already joined
-        start = _body_start(data, match.end() - 1)
+    done = position = 0
+    while (match := _HEADER.search(data, position)) is not None:
+        position = match.end() - 1
+        start = _body_start(data, position)
         if start < 0:
             continue
         # A boundary line starts with "--", which base64 never holds; the line end before it
@@ -58,14 +60,19 @@ def join_base64_lines(data: bytes) -> bytes:
             continue  # a body that is too long, or runs to the end of the message
         end = boundary + 1
         body = data[start:end]
-        if body.count(b"\n") < MIN_LINES or body.translate(None, _BASE64_AND_EOL):
+        if len(body) < MIN_BYTES or body.translate(None, _BASE64_AND_EOL):
             continue
         eol = b"\r\n" if body.endswith(b"\r\n") else b"\n"
-        pieces += [data[done:start], body.translate(None, b"\r\n"), eol]
-        done = end
+        kept.append(data[done:start])
+        pieces += [kept[-1], body.translate(None, b"\r\n"), eol]
+        done = position = end
     if not pieces:
         return data
-    pieces.append(data[done:])
+    kept.append(data[done:])
+    # An attached message is announced in a part header, never inside a base64 body.
+    if any(word in text for text in kept for word in _EMBEDDED):
+        return data
+    pieces.append(kept[-1])
     return b"".join(pieces)
 
 
