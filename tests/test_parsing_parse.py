@@ -10,6 +10,7 @@ import pytest
 from intake.parsing import ParsedMail, mailparser_scan, parse
 from intake.parsing.charsets import _is_noise, _noise_finder, is_unreadable
 from intake.parsing.parsed import Address
+from intake.parsing.repair import repair_header_block
 
 FIXTURES = Path(__file__).parent / "mail" / "parsing"
 
@@ -318,3 +319,13 @@ def test_a_leap_second_the_stdlib_rejects_is_read_by_mail_parser_in_utc() -> Non
     data = b"From: a@example.nl\r\nDate: Tue, 4 Feb 2020 10:00:60 +0100\r\n\r\ntekst\r\n"
     mail = parse(data)
     assert mail.date == datetime(2020, 2, 4, 9, 1, tzinfo=UTC)
+
+
+def test_header_repairs_leave_the_body_byte_for_byte() -> None:
+    body = b"From the start:\r\nno header\r\n\r\nTo: not a header either\r\n" * 1000
+    data = (
+        b"From a@example.nl Mon Jan  7 09:00:00 2019\r\nSubject: x\r\nlost fold\r\nTo: b@x.nl\r\n"
+    )
+    repaired, repairs = repair_header_block(data + b"\r\n" + body)
+    assert repairs == ["MboxFromLineRemoved", "HeaderLineUnfolded"]
+    assert repaired == b"Subject: x\r\n lost fold\r\nTo: b@x.nl\r\n\r\n" + body

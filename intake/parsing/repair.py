@@ -9,6 +9,8 @@ import re
 _FIELD = re.compile(rb"^[!-9;-~]+[ \t]*:")
 _LINE_END = re.compile(rb"\r?\n")
 MAX_LEADING_JUNK = 3  # lines tolerated before the first header ("---- Original email ----")
+# The start of the first blank line (nothing but CRs), where the header block ends.
+_BLANK_LINE = re.compile(rb"(?:\A|(?<=\n))\r*(?:\n|\Z)")
 
 
 def repair_header_block(data: bytes) -> tuple[bytes, list[str]]:
@@ -20,7 +22,10 @@ def repair_header_block(data: bytes) -> tuple[bytes, list[str]]:
       that lost its indent (zammad mail068), instead of ending the header block there.
     """
     repairs: list[str] = []
-    lines = data.split(b"\n")
+    # Only the header block is split into lines: the body may be megabytes of attachment.
+    found = _BLANK_LINE.search(data)
+    cut = found.start() if found else len(data)
+    lines = data[:cut].split(b"\n")
     if lines and lines[0].startswith(b"From ") and len(lines) > 1 and _FIELD.match(lines[1]):
         lines = lines[1:]
         repairs.append("MboxFromLineRemoved")
@@ -40,4 +45,4 @@ def repair_header_block(data: bytes) -> tuple[bytes, list[str]]:
                 lines[index] = b" " + line
                 if "HeaderLineUnfolded" not in repairs:
                     repairs.append("HeaderLineUnfolded")
-    return (b"\n".join(lines), repairs) if repairs else (data, repairs)
+    return (b"\n".join(lines) + data[cut:], repairs) if repairs else (data, repairs)
