@@ -1,7 +1,8 @@
 """Parse and triage mail in worker processes while the main process fetches and stores it.
 
-Parsing is the slow stage of a poll (a few hundred messages a second on one core), so with `worker.parse_processes` above 1 the poll hands chunks of fetched messages to a
-pool of processes and stores their results in mailbox order. Only the analysis crosses the
+Parsing is the slow stage of a poll (a few hundred messages a second on one core), so with
+`worker.parse_processes` above 1 the poll hands chunks of fetched messages to a pool of
+processes and stores their results in mailbox order. Only the analysis crosses the
 process boundary: the raw bytes stay in the main process, which stores them.
 
 Guarantees kept from the single-process poll: results come back in the order fetched, a
