@@ -117,13 +117,17 @@ def _latin1_fallback(error: UnicodeError) -> tuple[str, int]:
 codecs.register_error("_intake_latin1", _latin1_fallback)
 
 
+# A raw 8-bit byte, as surrogateescape keeps it.
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
 def unsurrogate(value: str, hint: str | None = None) -> str:
     """Undo the surrogateescape of raw 8-bit header bytes: UTF-8, else `hint`, else cp1252.
 
     RFC 6532 allows UTF-8 in headers; older clients put raw bytes in the body's charset, so the
     message's own charset (`hint`) is the next best guess.
     """
-    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+    if value.isascii() or not _ESCAPED_BYTE.search(value):
         return value
     raw = value.encode("utf-8", "surrogateescape")
     as_utf8 = _decode_strict(raw, "utf-8")
