@@ -78,3 +78,19 @@ def test_mail_after_keepalives_still_wakes_idle_at_once(chatty_dovecot: Dovecot)
     finally:
         later.cancel()
         source.close()
+
+
+def test_a_connection_dropped_during_idle_ends_the_wait_at_once(
+    imap_mailbox: Dovecot, open_imap: Any
+) -> None:
+    source = open_imap()
+    assert list(source.fetch_new(Position())) == []
+    kick = threading.Timer(1.0, imap_mailbox.kick)
+    kick.start()
+    started = time.monotonic()
+    try:
+        assert source.idle_wait(30) is True  # the caller polls, and reconnects there
+    finally:
+        kick.cancel()
+    assert time.monotonic() - started < 5
+    assert list(source.fetch_new(Position())) == []  # connected again
