@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from types import FrameType
 from typing import TypeVar
 from zoneinfo import ZoneInfo
@@ -425,19 +426,20 @@ def wait_for_mail(worker: Worker) -> None:
     interval = worker.settings.worker.poll_interval_seconds
     source = worker.source
     started = time.monotonic()
+
+    def idle(seconds: float) -> bool | None:
+        _set_imap_attempts(worker)
+        return source.idle_wait(seconds) if isinstance(source, ImapSource) else None
+
+    # `stop.is_set()`, not `should_stop()`, here: the heartbeat write belongs to whoever holds
+    # `busy`. An IDLE failure is a poll failure (the same connection); an IDLE success says
+    # nothing about the poll, which may fail for other reasons.
     while not worker.stop.is_set():
         left = interval - (time.monotonic() - started)
         if left <= 0:
             return
-
-        def idle(seconds: float = min(left, IDLE_MAX_SECONDS)) -> bool | None:
-            _set_imap_attempts(worker)
-            return source.idle_wait(seconds) if isinstance(source, ImapSource) else None
-
-        # `stop.is_set()`, not `should_stop()`, here: the heartbeat write belongs to whoever
-        # holds `busy`. An IDLE failure is a poll failure (the same connection); an IDLE success
-        # says nothing about the poll, which may fail for other reasons.
-        signalled = _guarded(worker, "poll", idle, clears=False)
+        seconds = min(left, IDLE_MAX_SECONDS)
+        signalled = _guarded(worker, "poll", partial(idle, seconds), clears=False)
         if signalled:
             return
         if signalled is None:  # no IDLE, or it failed: wait out the interval
