@@ -15,7 +15,7 @@ changes what it read; the worker lock keeps a second ingest away on PostgreSQL.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -115,8 +115,8 @@ class BatchStore:
         self._parents: dict[int, int | None] = {}
         self._acks_per_root: dict[int, int] = {}
         self._new_ids: set[int] = set()
-        self._reserve = len(incoming)
-        self._free_ids: list[int] = []
+        self._incoming = len(incoming)
+        self._ids: Iterator[int] | None = None  # reserved on the first `add_message`
         # In the order of insertion: each table refers only to tables before it.
         self._rows: dict[Table, list[dict[str, Any]]] = {
             MESSAGES: [],
@@ -269,10 +269,10 @@ class BatchStore:
     # -- the batch's queries ---------------------------------------------------------------------
 
     def _next_id(self) -> int:
-        if not self._free_ids:
-            self._free_ids = self._reserved_ids(max(self._reserve, 1))
-            self._reserve = 0
-        return self._free_ids.pop(0)
+        # Each incoming message is added at most once: one reservation covers the batch.
+        if self._ids is None:
+            self._ids = iter(self._reserved_ids(self._incoming))
+        return next(self._ids)
 
     def _reserved_ids(self, count: int) -> list[int]:
         """`count` message ids nobody else will use, in ascending order."""
