@@ -45,8 +45,7 @@ def join_base64_lines(data: bytes) -> bytes:
     A joined body is read three times (the boundary search, the alphabet check, the join) and
     copied once; the searches for part headers and attached messages skip it.
     """
-    kept: list[bytes] = []  # what lies between the joined bodies
-    pieces: list[bytes] = []
+    pieces: list[bytes] = []  # text before a body, the joined body, its line end; and so on
     done = position = 0
     while (match := _HEADER.search(data, position)) is not None:
         position = match.end() - 1
@@ -63,16 +62,15 @@ def join_base64_lines(data: bytes) -> bytes:
         if len(body) < MIN_BYTES or body.translate(None, _BASE64_AND_EOL):
             continue
         eol = b"\r\n" if body.endswith(b"\r\n") else b"\n"
-        kept.append(data[done:start])
-        pieces += [kept[-1], body.translate(None, b"\r\n"), eol]
+        pieces += [data[done:start], body.translate(None, b"\r\n"), eol]
         done = position = end
     if not pieces:
         return data
-    kept.append(data[done:])
-    # An attached message is announced in a part header, never inside a base64 body.
-    if any(word in text for text in kept for word in _EMBEDDED):
+    pieces.append(data[done:])
+    # An attached message is announced in a part header, never inside a base64 body: only
+    # the text between the joined bodies is searched.
+    if any(word in text for text in pieces[::3] for word in _EMBEDDED):
         return data
-    pieces.append(kept[-1])
     return b"".join(pieces)
 
 
