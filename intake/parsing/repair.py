@@ -7,7 +7,6 @@ import re
 # RFC 5322 §3.6.8: a field name is printable ASCII except ":"; a line of the header block is a
 # field, or a continuation starting with a blank.
 _FIELD = re.compile(rb"^[!-9;-~]+[ \t]*:")
-_LINE_END = re.compile(rb"\r?\n")
 MAX_LEADING_JUNK = 3  # lines tolerated before the first header ("---- Original email ----")
 # The start of the first blank line (nothing but CRs), where the header block ends.
 _BLANK_LINE = re.compile(rb"(?:\A|(?<=\n))\r*(?:\n|\Z)")
