@@ -36,10 +36,11 @@ from intake.parsing.repair import repair_header_block
 __all__ = ["Address", "Attachment", "ParsedMail", "parse"]
 
 log = logging.getLogger(__name__)
-# mail-parser logs header values and attachment names (at ERROR and WARNING) in the parts of it
-# intake calls and in the pass it no longer calls. Mail content never goes into the log (PRIV-2),
-# and parse() records its own failures and defects as values; set here, so that every process
-# that parses (the CLI, the worker, parser processes) is quiet the same way.
+# mail-parser's full pass logs header values and attachment names (at ERROR and WARNING); the
+# address and date scanners intake calls log nothing today, and stay quiet if a version does.
+# Mail content never goes into the log (PRIV-2), and parse() records its own failures and
+# defects as values; set here, so that every process that parses (the CLI, the worker, parser
+# processes) is quiet the same way.
 logging.getLogger("mailparser").setLevel(logging.CRITICAL + 1)
 feedparser_tail.install()
 
